@@ -1,0 +1,32 @@
+//! Errors of the model crate. Messages are shown to users as they are, so they name the
+//! tensor, the field or the value at fault.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NepaError {
+    #[error("invalid config: {0}")]
+    Config(String),
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error("checkpoint is not a valid safetensors file: {0}")]
+    Parse(String),
+    #[error("checkpoint has no tensor `{key}` (expected shape {expected:?}){hint}")]
+    MissingTensor {
+        key: String,
+        expected: Vec<usize>,
+        hint: String,
+    },
+    #[error("checkpoint tensor `{key}` has shape {found:?}, but this config expects {expected:?}")]
+    ShapeMismatch {
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error(
+        "checkpoint tensor `{key}` has unsupported dtype {dtype} (expected F32, F16, BF16 or F64)"
+    )]
+    UnsupportedDType { key: String, dtype: String },
+    #[error("could not read tensor data back from the device: {0}")]
+    Readback(String),
+}

@@ -1,0 +1,28 @@
+//! # nepa
+//!
+//! NEPA — Next-Embedding Predictive Autoregression (Xu et al., arXiv 2512.16922) — on Burn.
+//!
+//! A vision transformer whose input embeddings z = [CLS ; conv patch embeddings] pass through
+//! causal pre-norm blocks (2D RoPE θ = 100, QK-LayerNorm, LayerScale) and a final LayerNorm to
+//! give ẑ; training minimises −mean cos(ẑ_t, stopgrad(z_{t+1})). Fine-tuning uses
+//! bidirectional attention and a mean-pool → LayerNorm → Linear head.
+//!
+//! The crate is backend-agnostic (Burn 0.22 picks the backend from the `Device`) and does
+//! no I/O except on byte slices, so the native trainer and the browser app use it unchanged.
+
+pub mod checkpoint;
+pub mod classifier;
+pub mod config;
+pub mod error;
+pub mod loss;
+pub mod model;
+pub mod rng;
+pub mod rope;
+
+pub use checkpoint::{LoadOptions, LoadReport, load_backbone, load_classifier};
+pub use classifier::NepaClassifier;
+pub use config::{Activation, NepaConfig};
+pub use error::NepaError;
+pub use loss::{LossOptions, prediction_loss};
+pub use model::{ForwardOptions, NepaModel, NepaOutput};
+pub use rng::SplitMix64;

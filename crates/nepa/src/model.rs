@@ -1,0 +1,506 @@
+//! The NEPA backbone (spec §2.2): conv patch embedding + CLS, pre-norm blocks with QK-norm,
+//! 2D RoPE and LayerScale, and a final LayerNorm. No decoder, no head.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::module::{layer_norm, linear};
+use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
+
+use crate::config::{Activation, NepaConfig};
+use crate::error::NepaError;
+use crate::rng::SplitMix64;
+use crate::rope::RopeTables;
+
+/// LayerNorm over the last dimension, with an optional affine weight and bias.
+///
+/// Burn's `nn::LayerNorm` always has a weight; the base checkpoint's QK-norm has none.
+#[derive(Module, Debug)]
+pub struct Norm {
+    pub weight: Option<Param<Tensor<1>>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    pub dim: usize,
+    pub eps: f64,
+}
+
+impl Norm {
+    pub fn new(dim: usize, eps: f64, weight: bool, bias: bool, device: &Device) -> Self {
+        Self {
+            weight: weight.then(|| Param::from_tensor(Tensor::ones([dim], device))),
+            bias: bias.then(|| Param::from_tensor(Tensor::zeros([dim], device))),
+            dim,
+            eps,
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let weight = match &self.weight {
+            Some(w) => w.val(),
+            None => Tensor::ones([self.dim], &x.device()),
+        };
+        layer_norm(x, weight, self.bias.as_ref().map(|b| b.val()), self.eps)
+    }
+}
+
+/// A linear layer storing its weight as `[in, out]` (Burn's layout; checkpoints hold
+/// PyTorch's `[out, in]` and are transposed on import and export).
+#[derive(Module, Debug)]
+pub struct Dense {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Dense {
+    /// Weight ~ N(0, std²) (the official trunc_normal with ±2 absolute bounds is, at
+    /// std 0.02, the plain normal), bias 0.
+    pub fn new(d_in: usize, d_out: usize, bias: bool, std: f64, device: &Device) -> Self {
+        let weight = if std == 0.0 {
+            Tensor::zeros([d_in, d_out], device)
+        } else {
+            Tensor::random([d_in, d_out], Distribution::Normal(0.0, std), device)
+        };
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: bias.then(|| Param::from_tensor(Tensor::zeros([d_out], device))),
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+}
+
+/// Conv2d patch embedding (kernel = stride = patch) plus the learnable CLS token.
+///
+/// The convolution is computed as "patchify + matmul", which is the same operation for
+/// non-overlapping patches, with the weight kept in the conv layout `[D, C, p, p]`.
+#[derive(Module, Debug)]
+pub struct NepaEmbeddings {
+    pub cls_token: Param<Tensor<3>>,
+    pub projection_weight: Param<Tensor<4>>,
+    pub projection_bias: Param<Tensor<1>>,
+    pub patch_size: usize,
+}
+
+impl NepaEmbeddings {
+    fn new(config: &NepaConfig, device: &Device) -> Self {
+        let d = config.hidden_size;
+        let p = config.patch_size;
+        let std = config.initializer_range;
+        Self {
+            cls_token: Param::from_tensor(Tensor::random(
+                [1, 1, d],
+                Distribution::Normal(0.0, std),
+                device,
+            )),
+            projection_weight: Param::from_tensor(Tensor::random(
+                [d, config.num_channels, p, p],
+                Distribution::Normal(0.0, std),
+                device,
+            )),
+            projection_bias: Param::from_tensor(Tensor::zeros([d], device)),
+            patch_size: p,
+        }
+    }
+
+    /// `[B, C, H, W]` → patch embeddings `[B, rows·cols, D]`, row-major.
+    pub fn patches(&self, pixels: Tensor<4>) -> Tensor<3> {
+        let [b, c, h, w] = pixels.dims();
+        let p = self.patch_size;
+        let (rows, cols) = (h / p, w / p);
+        let [d, _, _, _] = self.projection_weight.dims();
+        let patches = pixels
+            .reshape([b, c, rows, p, cols, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b * rows * cols, c * p * p]);
+        let kernel = self
+            .projection_weight
+            .val()
+            .reshape([d, c * p * p])
+            .transpose();
+        linear(patches, kernel, Some(self.projection_bias.val())).reshape([b, rows * cols, d])
+    }
+
+    /// z = [CLS ; patches]: `[B, 1 + rows·cols, D]`. This is also the loss target.
+    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
+        let [b, _, _, _] = pixels.dims();
+        let patches = self.patches(pixels);
+        let [_, _, d] = patches.dims();
+        let cls = self.cls_token.val().expand([b, 1, d]);
+        Tensor::cat(vec![cls, patches], 1)
+    }
+}
+
+/// Multi-head self-attention with QK-LayerNorm and 2D RoPE on patch tokens.
+#[derive(Module, Debug)]
+pub struct NepaAttention {
+    pub query: Dense,
+    pub key: Dense,
+    pub value: Dense,
+    pub q_norm: Option<Norm>,
+    pub k_norm: Option<Norm>,
+    pub output: Dense,
+    pub num_heads: usize,
+}
+
+impl NepaAttention {
+    fn new(config: &NepaConfig, device: &Device) -> Self {
+        let d = config.hidden_size;
+        let std = config.initializer_range;
+        let hd = config.head_dim();
+        let qk_norm = || {
+            config.qk_norm.then(|| {
+                Norm::new(
+                    hd,
+                    config.layer_norm_eps,
+                    config.qk_norm_affine,
+                    false,
+                    device,
+                )
+            })
+        };
+        Self {
+            query: Dense::new(d, d, config.qkv_bias, std, device),
+            key: Dense::new(d, d, config.qkv_bias, std, device),
+            value: Dense::new(d, d, config.qkv_bias, std, device),
+            q_norm: qk_norm(),
+            k_norm: qk_norm(),
+            output: Dense::new(d, d, true, std, device),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    fn heads(&self, x: Tensor<3>) -> Tensor<4> {
+        let [b, t, d] = x.dims();
+        x.reshape([b, t, self.num_heads, d / self.num_heads])
+            .swap_dims(1, 2)
+    }
+
+    /// Rotates every token but the first (CLS is never rotated).
+    fn rotate_patches(u: Tensor<4>, rope: &RopeTables) -> Tensor<4> {
+        let [_, _, t, _] = u.dims();
+        let cls = u.clone().narrow(2, 0, 1);
+        let patches = rope.apply(u.narrow(2, 1, t - 1));
+        Tensor::cat(vec![cls, patches], 2)
+    }
+
+    /// Returns the attention output `[B, T, D]` and the probabilities `[B, H, T, T]`.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        mask: Option<&Tensor<4, Bool>>,
+    ) -> (Tensor<3>, Tensor<4>) {
+        let [b, t, d] = x.dims();
+        let mut q = self.heads(self.query.forward(x.clone()));
+        let mut k = self.heads(self.key.forward(x.clone()));
+        let v = self.heads(self.value.forward(x));
+        if let Some(norm) = &self.q_norm {
+            q = norm.forward(q);
+        }
+        if let Some(norm) = &self.k_norm {
+            k = norm.forward(k);
+        }
+        let q = Self::rotate_patches(q, rope);
+        let k = Self::rotate_patches(k, rope);
+        let head_dim = d / self.num_heads;
+        let mut scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
+        if let Some(mask) = mask {
+            scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
+        }
+        let probs = softmax(scores, 3);
+        let context = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        (self.output.forward(context), probs)
+    }
+}
+
+/// The MLP: `down(act(up(x)))`, or gated `down(act(gate(x)) · up(x))`.
+#[derive(Module, Debug)]
+pub struct NepaMlp {
+    pub up_proj: Dense,
+    pub gate_proj: Option<Dense>,
+    pub down_proj: Dense,
+    pub silu: bool,
+}
+
+impl NepaMlp {
+    fn new(config: &NepaConfig, device: &Device) -> Self {
+        let (d, i, std) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.initializer_range,
+        );
+        Self {
+            up_proj: Dense::new(d, i, true, std, device),
+            gate_proj: config
+                .use_gated_mlp
+                .then(|| Dense::new(d, i, true, std, device)),
+            down_proj: Dense::new(i, d, true, std, device),
+            silu: config.hidden_act == Activation::Silu,
+        }
+    }
+
+    fn act(&self, x: Tensor<3>) -> Tensor<3> {
+        if self.silu { silu(x) } else { gelu(x) }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let hidden = match &self.gate_proj {
+            Some(gate) => self.act(gate.forward(x.clone())) * self.up_proj.forward(x),
+            None => self.act(self.up_proj.forward(x)),
+        };
+        self.down_proj.forward(hidden)
+    }
+}
+
+/// One pre-norm transformer block with LayerScale and stochastic depth on both branches.
+#[derive(Module, Debug)]
+pub struct NepaLayer {
+    pub layernorm_before: Norm,
+    pub attention: NepaAttention,
+    pub layer_scale_attn: Option<Param<Tensor<1>>>,
+    pub layernorm_after: Norm,
+    pub mlp: NepaMlp,
+    pub layer_scale_mlp: Option<Param<Tensor<1>>>,
+    pub drop_path_rate: f64,
+}
+
+impl NepaLayer {
+    fn new(config: &NepaConfig, index: usize, device: &Device) -> Self {
+        let d = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let scale = || {
+            (config.layerscale_value > 0.0)
+                .then(|| Param::from_tensor(Tensor::full([d], config.layerscale_value, device)))
+        };
+        Self {
+            layernorm_before: Norm::new(d, eps, true, true, device),
+            attention: NepaAttention::new(config, device),
+            layer_scale_attn: scale(),
+            layernorm_after: Norm::new(d, eps, true, true, device),
+            mlp: NepaMlp::new(config, device),
+            layer_scale_mlp: scale(),
+            drop_path_rate: config.drop_path_rate(index),
+        }
+    }
+
+    fn branch(&self, x: Tensor<3>, scale: &Option<Param<Tensor<1>>>, drop_path: bool) -> Tensor<3> {
+        let [b, _, d] = x.dims();
+        let x = match scale {
+            Some(lambda) => x * lambda.val().reshape([1, 1, d]),
+            None => x,
+        };
+        if drop_path && self.drop_path_rate > 0.0 {
+            // Per-sample Bernoulli keep mask, rescaled so the expectation is unchanged.
+            let keep = 1.0 - self.drop_path_rate;
+            let mask = Tensor::<3>::random([b, 1, 1], Distribution::Bernoulli(keep), &x.device());
+            x * (mask / keep)
+        } else {
+            x
+        }
+    }
+
+    pub fn forward(
+        &self,
+        h: Tensor<3>,
+        rope: &RopeTables,
+        mask: Option<&Tensor<4, Bool>>,
+        drop_path: bool,
+    ) -> (Tensor<3>, Tensor<4>) {
+        let (attn, probs) =
+            self.attention
+                .forward(self.layernorm_before.forward(h.clone()), rope, mask);
+        let h = h + self.branch(attn, &self.layer_scale_attn, drop_path);
+        let mlp = self.mlp.forward(self.layernorm_after.forward(h.clone()));
+        let h = h.clone() + self.branch(mlp, &self.layer_scale_mlp, drop_path);
+        (h, probs)
+    }
+}
+
+/// Per-call forward settings. `Default` is evaluation: deterministic RoPE, no drop-path,
+/// no attention probabilities kept.
+#[derive(Clone, Debug)]
+pub struct ForwardOptions {
+    /// Keep every layer's attention probabilities (the UI's attention maps).
+    pub return_attentions: bool,
+    /// Multiplier on the RoPE coordinates (the training-time rescale draw; 1 in eval).
+    pub rope_scale: f64,
+    /// Apply stochastic depth (training only).
+    pub drop_path: bool,
+}
+
+impl Default for ForwardOptions {
+    fn default() -> Self {
+        Self {
+            return_attentions: false,
+            rope_scale: 1.0,
+            drop_path: false,
+        }
+    }
+}
+
+impl ForwardOptions {
+    /// Evaluation mode.
+    pub fn eval() -> Self {
+        Self::default()
+    }
+
+    /// Training mode: draws the RoPE rescale `exp(U(−ln s, ln s))` (one scalar per
+    /// forward, spec §2.3) from `rng` and enables drop-path.
+    pub fn train(config: &NepaConfig, rng: &mut SplitMix64) -> Self {
+        let rope_scale = match config.pos_embed_rescale {
+            Some(s) if s > 1.0 => {
+                let ln = s.ln();
+                (rng.uniform(-ln, ln)).exp()
+            }
+            _ => 1.0,
+        };
+        Self {
+            return_attentions: false,
+            rope_scale,
+            drop_path: true,
+        }
+    }
+
+    pub fn with_attentions(mut self) -> Self {
+        self.return_attentions = true;
+        self
+    }
+}
+
+/// Everything the forward pass produces.
+#[derive(Clone, Debug)]
+pub struct NepaOutput {
+    /// z = [CLS ; conv patch embeddings], `[B, T, D]`: the prediction targets.
+    pub input_embedding: Tensor<3>,
+    /// Each layer's output before the final LayerNorm, `[B, T, D]`.
+    pub hidden_states: Vec<Tensor<3>>,
+    /// ẑ = final LayerNorm of the last layer's output, `[B, T, D]`.
+    pub last_hidden_state: Tensor<3>,
+    /// Per-layer attention probabilities `[B, H, T, T]` (empty unless requested).
+    pub attentions: Vec<Tensor<4>>,
+}
+
+/// The NEPA vision transformer backbone (`ViTNepaModel`).
+#[derive(Module, Debug)]
+pub struct NepaModel {
+    pub embeddings: NepaEmbeddings,
+    pub layers: Vec<NepaLayer>,
+    pub layernorm: Norm,
+    pub is_causal: bool,
+    pub rope_theta: f64,
+    pub num_channels: usize,
+}
+
+impl NepaModel {
+    /// A randomly initialised model (spec §2.2 weight init) on `device`.
+    pub fn new(config: &NepaConfig, device: &Device) -> Result<Self, NepaError> {
+        config.validate()?;
+        Ok(Self {
+            embeddings: NepaEmbeddings::new(config, device),
+            layers: (0..config.num_hidden_layers)
+                .map(|i| NepaLayer::new(config, i, device))
+                .collect(),
+            layernorm: Norm::new(
+                config.hidden_size,
+                config.layer_norm_eps,
+                true,
+                true,
+                device,
+            ),
+            is_causal: config.is_causal,
+            rope_theta: config.rope_theta,
+            num_channels: config.num_channels,
+        })
+    }
+
+    pub fn patch_size(&self) -> usize {
+        self.embeddings.patch_size
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.layernorm.dim
+    }
+
+    pub fn num_heads(&self) -> usize {
+        self.layers.first().map_or(1, |l| l.attention.num_heads)
+    }
+
+    /// Switches between causal (pretraining) and bidirectional (fine-tuning) attention.
+    pub fn set_causal(mut self, is_causal: bool) -> Self {
+        self.is_causal = is_causal;
+        self
+    }
+
+    /// Checks an input shape `[B, C, H, W]` against the model, with a clear message.
+    pub fn check_input(&self, dims: [usize; 4]) -> Result<(), NepaError> {
+        let [b, c, h, w] = dims;
+        let p = self.patch_size();
+        if b == 0 {
+            return Err(NepaError::Input("empty batch".into()));
+        }
+        if c != self.num_channels {
+            return Err(NepaError::Input(format!(
+                "expected {} channels, got {c}",
+                self.num_channels
+            )));
+        }
+        if h == 0 || w == 0 || h % p != 0 || w % p != 0 {
+            return Err(NepaError::Input(format!(
+                "image {h}×{w} is not a positive multiple of the patch size {p}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Boolean mask `[1, 1, T, T]`, true where attention is forbidden (key after query).
+    fn causal_mask(t: usize, device: &Device) -> Tensor<4, Bool> {
+        let data: Vec<bool> = (0..t * t).map(|k| k % t > k / t).collect();
+        Tensor::<2, Bool>::from_data(TensorData::new(data, [t, t]), device).reshape([1, 1, t, t])
+    }
+
+    /// The forward pass on normalised pixels `[B, C, H, W]`.
+    ///
+    /// # Panics
+    /// If the input does not fit the model (see [`NepaModel::check_input`]).
+    pub fn forward(&self, pixels: Tensor<4>, options: &ForwardOptions) -> NepaOutput {
+        let dims = pixels.dims();
+        if let Err(e) = self.check_input(dims) {
+            panic!("{e}");
+        }
+        let device = pixels.device();
+        let p = self.patch_size();
+        let (rows, cols) = (dims[2] / p, dims[3] / p);
+        let t = 1 + rows * cols;
+        let head_dim = self.hidden_size() / self.num_heads();
+        let rope = RopeTables::new(
+            rows,
+            cols,
+            head_dim,
+            self.rope_theta,
+            options.rope_scale,
+            &device,
+        );
+        let mask = self
+            .is_causal
+            .then(|| Self::causal_mask(t, &device).expand([dims[0], self.num_heads(), t, t]));
+
+        let z = self.embeddings.forward(pixels);
+        let mut h = z.clone();
+        let mut hidden_states = Vec::with_capacity(self.layers.len());
+        let mut attentions = Vec::new();
+        for layer in &self.layers {
+            let (out, probs) = layer.forward(h, &rope, mask.as_ref(), options.drop_path);
+            if options.return_attentions {
+                attentions.push(probs);
+            }
+            hidden_states.push(out.clone());
+            h = out;
+        }
+        NepaOutput {
+            input_embedding: z,
+            last_hidden_state: self.layernorm.forward(h),
+            hidden_states,
+            attentions,
+        }
+    }
+}
