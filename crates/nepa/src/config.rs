@@ -215,13 +215,13 @@ impl NepaConfig {
                 "hidden_size, num_attention_heads and num_hidden_layers must be > 0".into(),
             );
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return err(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() % 4 != 0 {
+        if !self.head_dim().is_multiple_of(4) {
             return err(format!(
                 "head dimension {} must be divisible by 4 for 2D RoPE",
                 self.head_dim()
@@ -231,7 +231,11 @@ impl NepaConfig {
             return err("patch_size must be > 0".into());
         }
         let [h, w] = self.image_size;
-        if h == 0 || w == 0 || h % self.patch_size != 0 || w % self.patch_size != 0 {
+        if h == 0
+            || w == 0
+            || !h.is_multiple_of(self.patch_size)
+            || !w.is_multiple_of(self.patch_size)
+        {
             return err(format!(
                 "image_size {h}×{w} must be a positive multiple of patch_size {}",
                 self.patch_size
@@ -246,7 +250,11 @@ impl NepaConfig {
                 self.drop_path_prob
             ));
         }
-        if !(self.layer_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        if self.layer_norm_eps.is_nan()
+            || self.layer_norm_eps <= 0.0
+            || self.rope_theta.is_nan()
+            || self.rope_theta <= 0.0
+        {
             return err("layer_norm_eps and rope_theta must be > 0".into());
         }
         Ok(())

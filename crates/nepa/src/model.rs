@@ -444,7 +444,7 @@ impl NepaModel {
                 self.num_channels
             )));
         }
-        if h == 0 || w == 0 || h % p != 0 || w % p != 0 {
+        if h == 0 || w == 0 || !h.is_multiple_of(p) || !w.is_multiple_of(p) {
             return Err(NepaError::Input(format!(
                 "image {h}×{w} is not a positive multiple of the patch size {p}"
             )));

@@ -23,7 +23,10 @@ pub fn rope_angles(
     theta: f64,
     coord_scale: f64,
 ) -> Vec<f32> {
-    assert!(head_dim % 4 == 0, "head_dim must be divisible by 4");
+    assert!(
+        head_dim.is_multiple_of(4),
+        "head_dim must be divisible by 4"
+    );
     let quarter = head_dim / 4;
     let inv_freq: Vec<f64> = (0..quarter)
         .map(|j| 1.0 / theta.powf((4 * j) as f64 / head_dim as f64))

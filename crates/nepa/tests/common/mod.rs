@@ -98,7 +98,10 @@ pub fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
     let shape = t.dims().to_vec();
     (
         shape,
-        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap(),
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap(),
     )
 }
 
