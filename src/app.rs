@@ -53,19 +53,32 @@ pub fn app() -> Html {
 /// Initialises the device and runs one forward pass of a tiny random model.
 async fn smoke_run() -> Status {
     let compute = init_device().await;
-    let config = NepaConfig::new(64, 2, 2).with_image_size(32, 32).with_patch_size(8);
+    let config = NepaConfig::new(64, 2, 2)
+        .with_image_size(32, 32)
+        .with_patch_size(8);
     let model = match NepaModel::new(&config, &compute.device) {
         Ok(m) => m,
         Err(e) => return Status::Failed(e.to_string()),
     };
-    let pixels = Tensor::<4>::random([1, 3, 32, 32], Distribution::Uniform(-1.0, 1.0), &compute.device);
+    let pixels = Tensor::<4>::random(
+        [1, 3, 32, 32],
+        Distribution::Uniform(-1.0, 1.0),
+        &compute.device,
+    );
     let out = model.forward(pixels, &ForwardOptions::eval());
-    let loss = nepa::prediction_loss(out.last_hidden_state, out.input_embedding, Default::default());
+    let loss = nepa::prediction_loss(
+        out.last_hidden_state,
+        out.input_embedding,
+        Default::default(),
+    );
     match loss.into_scalar_async::<f32>().await {
         Ok(loss) => Status::Ready {
             backend: compute.backend,
             fallback_reason: compute.fallback_reason,
-            summary: format!("Forward pass of a random {}-layer model: loss {loss:.4}", config.num_hidden_layers),
+            summary: format!(
+                "Forward pass of a random {}-layer model: loss {loss:.4}",
+                config.num_hidden_layers
+            ),
         },
         Err(e) => Status::Failed(format!("{e:?}")),
     }

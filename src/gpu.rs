@@ -38,6 +38,7 @@ pub async fn init_device() -> ComputeDevice {
 }
 
 fn js_sys_has_gpu(navigator: &web_sys::Navigator) -> bool {
-    let gpu = js_sys::Reflect::get(navigator, &"gpu".into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+    let gpu =
+        js_sys::Reflect::get(navigator, &"gpu".into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
     !gpu.is_undefined() && !gpu.is_null()
 }

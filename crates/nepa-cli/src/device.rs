@@ -80,5 +80,7 @@ fn cuda() -> Result<Selected> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda() -> Result<Selected> {
-    bail!("this build has no CUDA backend: rebuild with `cargo build --release -p nepa-cli --features cuda`")
+    bail!(
+        "this build has no CUDA backend: rebuild with `cargo build --release -p nepa-cli --features cuda`"
+    )
 }

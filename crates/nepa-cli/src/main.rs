@@ -10,7 +10,11 @@ use nepa::{ForwardOptions, LossOptions, NepaConfig, NepaModel, prediction_loss};
 use device::DeviceChoice;
 
 #[derive(Parser)]
-#[command(name = "nepa", version, about = "NEPA: next-embedding predictive autoregression for vision")]
+#[command(
+    name = "nepa",
+    version,
+    about = "NEPA: next-embedding predictive autoregression for vision"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,7 +61,11 @@ fn smoke(choice: DeviceChoice, preset: &str, batch: usize) -> Result<()> {
     let pixels = Tensor::<4>::random([batch, 3, h, w], Distribution::Uniform(-1.0, 1.0), &device);
     let start = std::time::Instant::now();
     let out = model.forward(pixels, &ForwardOptions::eval());
-    let loss = prediction_loss(out.last_hidden_state, out.input_embedding, LossOptions::default());
+    let loss = prediction_loss(
+        out.last_hidden_state,
+        out.input_embedding,
+        LossOptions::default(),
+    );
     let grads = loss.backward();
     let conv_grad = model
         .embeddings
@@ -71,6 +79,9 @@ fn smoke(choice: DeviceChoice, preset: &str, batch: usize) -> Result<()> {
         "loss {loss:.5} (random init is near 0), |∂loss/∂conv| {grad_norm:.3e}, forward+backward {:.2} s",
         start.elapsed().as_secs_f64()
     );
-    anyhow::ensure!(loss.is_finite() && grad_norm.is_finite(), "non-finite loss or gradient");
+    anyhow::ensure!(
+        loss.is_finite() && grad_norm.is_finite(),
+        "non-finite loss or gradient"
+    );
     Ok(())
 }

@@ -44,7 +44,7 @@ pub struct LoadReport {
 }
 
 /// Visits every parameter with its official key; returns the (possibly replaced) parameter.
-trait ParamVisitor {
+pub(crate) trait ParamVisitor {
     /// `transposed`: the file holds the PyTorch `[out, in]` layout of a `[in, out]` weight.
     fn visit<const D: usize>(
         &mut self,
@@ -139,7 +139,7 @@ fn walk_layer<V: ParamVisitor>(
     })
 }
 
-fn walk_backbone<V: ParamVisitor>(
+pub(crate) fn walk_backbone<V: ParamVisitor>(
     v: &mut V,
     prefix: &str,
     model: NepaModel,
@@ -173,7 +173,7 @@ fn walk_backbone<V: ParamVisitor>(
     })
 }
 
-fn walk_classifier<V: ParamVisitor>(
+pub(crate) fn walk_classifier<V: ParamVisitor>(
     v: &mut V,
     backbone_prefix: &str,
     model: NepaClassifier,

@@ -18,6 +18,7 @@ pub mod loss;
 pub mod model;
 pub mod rng;
 pub mod rope;
+pub mod train;
 
 pub use checkpoint::{LoadOptions, LoadReport, load_backbone, load_classifier};
 pub use classifier::NepaClassifier;

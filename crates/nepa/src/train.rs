@@ -1,0 +1,429 @@
+//! Training pieces shared by the native trainer and the browser: AdamW with per-parameter
+//! learning rate and weight decay (no decay on biases, norms and LayerScale; layer-wise decay
+//! for fine-tuning), global-norm gradient clipping, the learning-rate schedules of spec §4–§5,
+//! and label-smoothed cross-entropy.
+//!
+//! The optimizer is written here rather than taken from burn-optim so that its state can be
+//! read back asynchronously and saved as safetensors under the official parameter names,
+//! which works the same in the browser and natively.
+
+use std::collections::HashMap;
+
+use burn::module::Param;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Gradients, Tensor, TensorData};
+
+use crate::checkpoint::{ExportTensor, ParamVisitor, walk_backbone, walk_classifier};
+use crate::classifier::NepaClassifier;
+use crate::error::NepaError;
+use crate::model::NepaModel;
+
+/// Learning rate and weight decay of one parameter for one step; `None` freezes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParamGroup {
+    pub lr: f64,
+    pub weight_decay: f64,
+}
+
+/// Whether a parameter is exempt from weight decay (spec §4): biases, every LayerNorm
+/// (including q_norm/k_norm and fc_norm) and LayerScale. The CLS token and the conv weight
+/// are decayed.
+pub fn is_no_decay(key: &str) -> bool {
+    key.ends_with(".bias") || key.contains("norm.") || key.ends_with("lambda1")
+}
+
+/// Depth of a parameter for layer-wise learning-rate decay, from its (bare) key:
+/// embeddings 0, block i → i + 1, the rest (final norm, fc_norm, classifier) L + 1.
+pub fn layer_id(key: &str, num_layers: usize) -> usize {
+    let key = key
+        .strip_prefix(crate::checkpoint::BACKBONE_PREFIX)
+        .unwrap_or(key);
+    if key.starts_with("embeddings.") {
+        0
+    } else if let Some(rest) = key.strip_prefix("encoder.layer.") {
+        rest.split('.')
+            .next()
+            .and_then(|i| i.parse::<usize>().ok())
+            .map_or(num_layers + 1, |i| i + 1)
+    } else {
+        num_layers + 1
+    }
+}
+
+/// AdamW hyper-parameters (spec §4: β = (0.9, 0.95), eps 1e-8, decoupled weight decay).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Global-norm gradient clipping; `None` disables it.
+    pub max_grad_norm: Option<f64>,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            max_grad_norm: Some(1.0),
+        }
+    }
+}
+
+struct Moments {
+    exp_avg: Tensor<1>,
+    exp_avg_sq: Tensor<1>,
+    /// Steps this parameter was updated (frozen phases do not advance it).
+    step: u64,
+}
+
+/// AdamW keyed by official parameter names.
+pub struct AdamW {
+    pub config: AdamWConfig,
+    moments: HashMap<String, Moments>,
+}
+
+/// Gradients of the trainable parameters, flattened, keyed by name, after clipping.
+struct GradTable {
+    grads: HashMap<String, Tensor<1>>,
+}
+
+struct GradGather<'g, F: Fn(&str) -> Option<ParamGroup>> {
+    grads: &'g Gradients,
+    policy: &'g F,
+    out: HashMap<String, Tensor<1>>,
+}
+
+impl<F: Fn(&str) -> Option<ParamGroup>> ParamVisitor for GradGather<'_, F> {
+    fn visit<const D: usize>(
+        &mut self,
+        key: String,
+        param: Param<Tensor<D>>,
+        _transposed: bool,
+    ) -> Result<Param<Tensor<D>>, NepaError> {
+        if (self.policy)(&key).is_some()
+            && let Some(grad) = param.val().grad(self.grads)
+        {
+            let n = grad.shape().num_elements();
+            self.out.insert(key, grad.reshape([n]));
+        }
+        Ok(param)
+    }
+}
+
+struct Updater<'a, F: Fn(&str) -> Option<ParamGroup>> {
+    optim: &'a mut AdamW,
+    grads: &'a GradTable,
+    policy: &'a F,
+}
+
+impl<F: Fn(&str) -> Option<ParamGroup>> ParamVisitor for Updater<'_, F> {
+    fn visit<const D: usize>(
+        &mut self,
+        key: String,
+        param: Param<Tensor<D>>,
+        _transposed: bool,
+    ) -> Result<Param<Tensor<D>>, NepaError> {
+        let (Some(group), Some(grad)) = ((self.policy)(&key), self.grads.grads.get(&key)) else {
+            return Ok(param);
+        };
+        let c = self.optim.config;
+        let (id, tensor, mapper) = param.consume();
+        let was_autodiff = tensor.is_autodiff();
+        let require_grad = tensor.is_require_grad();
+        let dims = tensor.dims();
+        let n = grad.dims()[0];
+        let p = tensor.inner().reshape([n]);
+        let g = grad.clone();
+        let moments = self.optim.moments.remove(&key).unwrap_or_else(|| Moments {
+            exp_avg: Tensor::zeros([n], &p.device()),
+            exp_avg_sq: Tensor::zeros([n], &p.device()),
+            step: 0,
+        });
+        let step = moments.step + 1;
+        let exp_avg = moments.exp_avg * c.beta1 + g.clone() * (1.0 - c.beta1);
+        let exp_avg_sq = moments.exp_avg_sq * c.beta2 + g.square() * (1.0 - c.beta2);
+        let bias1 = 1.0 - c.beta1.powi(step as i32);
+        let bias2 = 1.0 - c.beta2.powi(step as i32);
+        // PyTorch's formulation: p ← p(1 − lr·wd) − lr/bias1 · m / (sqrt(v)/sqrt(bias2) + eps).
+        let denom = (exp_avg_sq.clone().sqrt() / bias2.sqrt()).add_scalar(c.eps);
+        let decayed = p * (1.0 - group.lr * group.weight_decay);
+        let updated = decayed - (exp_avg.clone() / denom) * (group.lr / bias1);
+        self.optim.moments.insert(
+            key,
+            Moments {
+                exp_avg,
+                exp_avg_sq,
+                step,
+            },
+        );
+        let mut updated: Tensor<D> = updated.reshape(dims);
+        if was_autodiff {
+            updated = Tensor::from_inner(updated);
+            if require_grad {
+                updated = updated.require_grad();
+            }
+        }
+        Ok(Param::from_mapped_value(id, updated, mapper))
+    }
+}
+
+impl AdamW {
+    pub fn new(config: AdamWConfig) -> Self {
+        Self {
+            config,
+            moments: HashMap::new(),
+        }
+    }
+
+    fn clip(&self, mut grads: HashMap<String, Tensor<1>>) -> (GradTable, Option<Tensor<1>>) {
+        let Some(first) = grads.values().next() else {
+            return (GradTable { grads }, None);
+        };
+        let device = first.device();
+        let total = grads
+            .values()
+            .map(|g| g.clone().square().sum())
+            .fold(Tensor::<1>::zeros([1], &device), |acc, s| acc + s);
+        let norm = total.sqrt();
+        if let Some(max) = self.config.max_grad_norm {
+            // Scale by min(1, max / (norm + 1e-6)) on the device: no readback in the step.
+            let scale = (norm.clone().add_scalar(1e-6).recip() * max).clamp_max(1.0);
+            for g in grads.values_mut() {
+                *g = g.clone() * scale.clone();
+            }
+        }
+        (GradTable { grads }, Some(norm))
+    }
+
+    /// One AdamW step on a backbone. `policy` gives each parameter's learning rate and weight
+    /// decay by key (`None` = frozen). Returns the model and the pre-clipping gradient norm
+    /// (a `[1]` tensor, read it when convenient).
+    pub fn step_backbone(
+        &mut self,
+        model: NepaModel,
+        grads: &Gradients,
+        policy: impl Fn(&str) -> Option<ParamGroup>,
+    ) -> (NepaModel, Option<Tensor<1>>) {
+        let mut gather = GradGather {
+            grads,
+            policy: &policy,
+            out: HashMap::new(),
+        };
+        let model = walk_backbone(&mut gather, "", model).expect("visiting cannot fail");
+        let (table, norm) = self.clip(gather.out);
+        let mut updater = Updater {
+            optim: self,
+            grads: &table,
+            policy: &policy,
+        };
+        let model = walk_backbone(&mut updater, "", model).expect("updating cannot fail");
+        (model, norm)
+    }
+
+    /// One AdamW step on a classifier; keys are the official ones (`vit_nepa.` + backbone,
+    /// `fc_norm.*`, `classifier.*`).
+    pub fn step_classifier(
+        &mut self,
+        model: NepaClassifier,
+        grads: &Gradients,
+        policy: impl Fn(&str) -> Option<ParamGroup>,
+    ) -> (NepaClassifier, Option<Tensor<1>>) {
+        let prefix = crate::checkpoint::BACKBONE_PREFIX;
+        let mut gather = GradGather {
+            grads,
+            policy: &policy,
+            out: HashMap::new(),
+        };
+        let model = walk_classifier(&mut gather, prefix, model).expect("visiting cannot fail");
+        let (table, norm) = self.clip(gather.out);
+        let mut updater = Updater {
+            optim: self,
+            grads: &table,
+            policy: &policy,
+        };
+        let model = walk_classifier(&mut updater, prefix, model).expect("updating cannot fail");
+        (model, norm)
+    }
+
+    /// The optimizer state as tensors to save: `exp_avg.<key>` and `exp_avg_sq.<key>`
+    /// (flattened) and `step.<key>` (a one-element f32 tensor).
+    pub fn state_tensors(&self) -> Vec<ExportTensor> {
+        let mut keys: Vec<&String> = self.moments.keys().collect();
+        keys.sort();
+        let mut out = Vec::new();
+        for key in keys {
+            let m = &self.moments[key];
+            let n = m.exp_avg.dims()[0];
+            out.push(ExportTensor {
+                key: format!("exp_avg.{key}"),
+                shape: vec![n],
+                values: m.exp_avg.clone(),
+            });
+            out.push(ExportTensor {
+                key: format!("exp_avg_sq.{key}"),
+                shape: vec![n],
+                values: m.exp_avg_sq.clone(),
+            });
+            out.push(ExportTensor {
+                key: format!("step.{key}"),
+                shape: vec![1],
+                values: Tensor::from_data(
+                    TensorData::new(vec![m.step as f32], [1]),
+                    &m.exp_avg.device(),
+                ),
+            });
+        }
+        out
+    }
+
+    /// Restores the state written by [`AdamW::state_tensors`] (as safetensors bytes).
+    pub fn load_state(
+        config: AdamWConfig,
+        bytes: &[u8],
+        device: &burn::tensor::Device,
+    ) -> Result<Self, NepaError> {
+        let file = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| NepaError::Parse(e.to_string()))?;
+        let read = |name: &str| -> Result<Vec<f32>, NepaError> {
+            let view = file.tensor(name).map_err(|_| NepaError::MissingTensor {
+                key: name.to_string(),
+                expected: vec![],
+                hint: " (optimizer state)".into(),
+            })?;
+            Ok(view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let mut moments = HashMap::new();
+        for name in file.names() {
+            let Some(key) = name.strip_prefix("step.") else {
+                continue;
+            };
+            let step = read(name)?[0] as u64;
+            let exp_avg = read(&format!("exp_avg.{key}"))?;
+            let exp_avg_sq = read(&format!("exp_avg_sq.{key}"))?;
+            let n = exp_avg.len();
+            moments.insert(
+                key.to_string(),
+                Moments {
+                    exp_avg: Tensor::from_data(TensorData::new(exp_avg, [n]), device),
+                    exp_avg_sq: Tensor::from_data(TensorData::new(exp_avg_sq, [n]), device),
+                    step,
+                },
+            );
+        }
+        Ok(Self { config, moments })
+    }
+}
+
+/// Linear warmup then cosine decay to `min_lr` (HF `cosine`, spec §4). `step` is 0-based.
+pub fn warmup_cosine(step: usize, total: usize, warmup: usize, peak: f64, min_lr: f64) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let decay_steps = total.saturating_sub(warmup).max(1);
+    let progress = ((step - warmup) as f64 / decay_steps as f64).min(1.0);
+    min_lr + (peak - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// The official fine-tuning schedule `llrd_cosine_warmup` (spec §5) for one parameter group
+/// whose layer-decay factor is `factor` (= llrd^(L−1−i) for block i): peak `factor·lr`, a
+/// warmup of `W − round(W·min(factor, 1))` steps (at least 1) so groups near the output warm
+/// up almost at once, then cosine to 0.
+pub fn llrd_cosine_warmup(
+    step: usize,
+    total: usize,
+    warmup: usize,
+    base_lr: f64,
+    factor: f64,
+) -> f64 {
+    let group_warmup =
+        (warmup as f64 - (warmup as f64 * factor.min(1.0)).round()).max(1.0) as usize;
+    warmup_cosine(step, total, group_warmup, base_lr * factor, 0.0)
+}
+
+/// Cross-entropy with label smoothing `smoothing` (0 = plain), mean over the batch.
+pub fn cross_entropy(logits: Tensor<2>, labels: &[usize], smoothing: f64) -> Tensor<1> {
+    let [b, c] = logits.dims();
+    assert_eq!(b, labels.len(), "one label per logit row");
+    let off = (smoothing / c as f64) as f32;
+    let on = (1.0 - smoothing) as f32 + off;
+    let mut target = vec![off; b * c];
+    for (row, &label) in labels.iter().enumerate() {
+        assert!(label < c, "label {label} out of range for {c} classes");
+        target[row * c + label] = on;
+    }
+    let target = Tensor::<2>::from_data(TensorData::new(target, [b, c]), &logits.device());
+    (log_softmax(logits, 1) * target).sum_dim(1).mean().neg()
+}
+
+/// Top-1 predictions of a batch of logits (host side).
+pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
+    logits
+        .chunks(classes)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
+                .0
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_decay_follows_the_official_rule() {
+        assert!(is_no_decay(
+            "encoder.layer.0.attention.attention.query.bias"
+        ));
+        assert!(is_no_decay("encoder.layer.3.layernorm_before.weight"));
+        assert!(is_no_decay(
+            "encoder.layer.3.attention.attention.q_norm.weight"
+        ));
+        assert!(is_no_decay("encoder.layer.3.output.layer_scale.lambda1"));
+        assert!(is_no_decay("layernorm.weight"));
+        assert!(is_no_decay("fc_norm.weight"));
+        assert!(!is_no_decay("embeddings.cls_token"));
+        assert!(!is_no_decay(
+            "embeddings.patch_embeddings.projection.weight"
+        ));
+        assert!(!is_no_decay("encoder.layer.0.intermediate.up_proj.weight"));
+    }
+
+    #[test]
+    fn layer_ids() {
+        assert_eq!(layer_id("embeddings.cls_token", 12), 0);
+        assert_eq!(
+            layer_id("vit_nepa.encoder.layer.11.output.dense.weight", 12),
+            12
+        );
+        assert_eq!(layer_id("classifier.weight", 12), 13);
+        assert_eq!(layer_id("vit_nepa.layernorm.bias", 12), 13);
+    }
+
+    #[test]
+    fn schedules() {
+        // Warmup reaches the peak at the end of warmup, cosine ends at min_lr.
+        assert!((warmup_cosine(9, 100, 10, 1.0, 0.0) - 1.0).abs() < 1e-12);
+        assert!((warmup_cosine(0, 100, 10, 1.0, 0.0) - 0.1).abs() < 1e-12);
+        assert!(warmup_cosine(55, 100, 10, 1.0, 0.0) < 0.51);
+        assert!(warmup_cosine(100, 100, 10, 1.0, 0.1) - 0.1 < 1e-12);
+        // LLRD: a group with factor 1 warms up in one step; a deep one takes ~W steps.
+        assert!((llrd_cosine_warmup(0, 100, 20, 1.0, 1.0) - 1.0).abs() < 1e-12);
+        assert!(llrd_cosine_warmup(0, 100, 20, 1.0, 0.01) < 0.001);
+    }
+
+    #[test]
+    fn argmax() {
+        assert_eq!(argmax_rows(&[0.1, 0.9, 0.0, 2.0, 1.0, 3.0], 3), vec![1, 2]);
+    }
+}

@@ -1,0 +1,200 @@
+//! The shared training pieces: AdamW against a host computation, and a few pretraining and
+//! fine-tuning steps on a fixed batch lowering the loss (Flex).
+
+mod common;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use common::values;
+use nepa::checkpoint::{backbone_tensors, to_safetensors};
+use nepa::train::{AdamW, AdamWConfig, ParamGroup, cross_entropy, is_no_decay};
+use nepa::{ForwardOptions, LossOptions, NepaClassifier, NepaConfig, NepaModel, prediction_loss};
+
+fn config() -> NepaConfig {
+    NepaConfig::new(32, 2, 4)
+        .with_image_size(16, 16)
+        .with_patch_size(4)
+}
+
+fn batch(device: &Device) -> Tensor<4> {
+    device.seed(5);
+    Tensor::random([4, 3, 16, 16], Distribution::Uniform(-1.0, 1.0), device)
+}
+
+fn param_values(model: &NepaModel, key: &str) -> Vec<f32> {
+    let t = backbone_tensors(model, false)
+        .into_iter()
+        .find(|t| t.key == key)
+        .unwrap();
+    values(t.values).1
+}
+
+#[test]
+fn adamw_matches_a_host_computation_over_two_steps() {
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let mut model = NepaModel::new(&config(), &device).unwrap();
+    let pixels = batch(&device);
+    let key = "embeddings.cls_token";
+    let (lr, wd) = (0.01, 0.05);
+    let cfg = AdamWConfig {
+        max_grad_norm: None,
+        ..AdamWConfig::default()
+    };
+    let mut optim = AdamW::new(cfg);
+    let conv = "embeddings.patch_embeddings.projection.weight";
+    let conv_before = param_values(&model, conv);
+    let mut p = param_values(&model, key);
+    let (mut m, mut v) = (vec![0.0f64; p.len()], vec![0.0f64; p.len()]);
+    for step in 1..=2 {
+        let out = model.forward(pixels.clone(), &ForwardOptions::eval());
+        let loss = prediction_loss(
+            out.last_hidden_state,
+            out.input_embedding,
+            LossOptions::default(),
+        );
+        let grads = loss.backward();
+        let g = values(model.embeddings.cls_token.val().grad(&grads).unwrap()).1;
+        let (next, _) = optim.step_backbone(model, &grads, |k| {
+            (k == key).then_some(ParamGroup {
+                lr,
+                weight_decay: wd,
+            })
+        });
+        model = next;
+        // Host AdamW (PyTorch's algorithm) in f64.
+        for i in 0..p.len() {
+            let gi = g[i] as f64;
+            m[i] = 0.9 * m[i] + 0.1 * gi;
+            v[i] = 0.95 * v[i] + 0.05 * gi * gi;
+            let mh = m[i] / (1.0 - 0.9f64.powi(step));
+            let vh = v[i] / (1.0 - 0.95f64.powi(step));
+            let pi = p[i] as f64 * (1.0 - lr * wd) - lr * mh / (vh.sqrt() + 1e-8);
+            p[i] = pi as f32;
+        }
+        let got = param_values(&model, key);
+        for (a, b) in got.iter().zip(&p) {
+            assert!((a - b).abs() < 1e-6, "step {step}: {a} vs {b}");
+        }
+    }
+    // Parameters the policy leaves out (frozen) do not move.
+    assert_eq!(conv_before, param_values(&model, conv));
+}
+
+#[test]
+fn gradient_clipping_bounds_the_update_norm() {
+    let device = Device::flex().autodiff();
+    device.seed(2);
+    let model = NepaModel::new(&config().with_layerscale(1.0), &device).unwrap();
+    let out = model.forward(batch(&device), &ForwardOptions::eval());
+    let loss = prediction_loss(
+        out.last_hidden_state,
+        out.input_embedding,
+        LossOptions::default(),
+    );
+    let grads = loss.backward();
+    let mut optim = AdamW::new(AdamWConfig {
+        max_grad_norm: Some(1e-3),
+        ..AdamWConfig::default()
+    });
+    let all = |_: &str| {
+        Some(ParamGroup {
+            lr: 1e-3,
+            weight_decay: 0.0,
+        })
+    };
+    let (_, norm) = optim.step_backbone(model, &grads, all);
+    let norm = values(norm.unwrap()).1[0];
+    assert!(
+        norm > 1e-3,
+        "the raw gradient norm ({norm}) exceeds the clip threshold"
+    );
+}
+
+#[test]
+fn pretraining_steps_lower_the_loss_on_a_fixed_batch() {
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let mut model = NepaModel::new(&config(), &device).unwrap();
+    let pixels = batch(&device);
+    let mut optim = AdamW::new(AdamWConfig::default());
+    let mut losses = vec![];
+    for _ in 0..12 {
+        let out = model.forward(pixels.clone(), &ForwardOptions::eval());
+        let loss = prediction_loss(
+            out.last_hidden_state,
+            out.input_embedding,
+            LossOptions::default(),
+        );
+        losses.push(values(loss.clone()).1[0]);
+        let grads = loss.backward();
+        model = optim
+            .step_backbone(model, &grads, |k| {
+                Some(ParamGroup {
+                    lr: 3e-3,
+                    weight_decay: if is_no_decay(k) { 0.0 } else { 0.05 },
+                })
+            })
+            .0;
+    }
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(losses[11] < losses[0] - 0.05, "{losses:?}");
+}
+
+#[test]
+fn finetuning_steps_fit_a_labelled_batch() {
+    let device = Device::flex().autodiff();
+    device.seed(4);
+    let mut model = NepaClassifier::new(&config(), 3, &device).unwrap();
+    let pixels = batch(&device);
+    let labels = [0usize, 1, 2, 1];
+    let mut optim = AdamW::new(AdamWConfig {
+        beta2: 0.999,
+        ..AdamWConfig::default()
+    });
+    let mut losses = vec![];
+    for _ in 0..15 {
+        let logits = model.forward(pixels.clone(), &ForwardOptions::eval());
+        let loss = cross_entropy(logits, &labels, 0.1);
+        losses.push(values(loss.clone()).1[0]);
+        let grads = loss.backward();
+        model = optim
+            .step_classifier(model, &grads, |k| {
+                // The patch embedding is frozen, as in the official fine-tuning.
+                (!k.contains("patch_embeddings")).then_some(ParamGroup {
+                    lr: 5e-3,
+                    weight_decay: 0.0,
+                })
+            })
+            .0;
+    }
+    // A zero head starts at ln(3) exactly.
+    assert!((losses[0] - 3f32.ln()).abs() < 1e-5, "{losses:?}");
+    assert!(losses[14] < 0.5 * losses[0], "{losses:?}");
+}
+
+#[test]
+fn optimizer_state_round_trips_through_safetensors() {
+    let device = Device::flex().autodiff();
+    device.seed(6);
+    let model = NepaModel::new(&config(), &device).unwrap();
+    let out = model.forward(batch(&device), &ForwardOptions::eval());
+    let loss = prediction_loss(
+        out.last_hidden_state,
+        out.input_embedding,
+        LossOptions::default(),
+    );
+    let grads = loss.backward();
+    let mut optim = AdamW::new(AdamWConfig::default());
+    let policy = |_: &str| {
+        Some(ParamGroup {
+            lr: 1e-3,
+            weight_decay: 0.05,
+        })
+    };
+    let model = optim.step_backbone(model, &grads, policy).0;
+    let bytes = to_safetensors(&optim.state_tensors(), &config()).unwrap();
+    let restored = AdamW::load_state(AdamWConfig::default(), &bytes, &device).unwrap();
+    let again = to_safetensors(&restored.state_tensors(), &config()).unwrap();
+    assert_eq!(bytes, again);
+    assert!(!model.layers.is_empty());
+}

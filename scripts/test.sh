@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test suite: formatting, lints, native tests (Flex; wgpu on lavapipe), the wasm build
+# of the model crate and the web app, and end-to-end tests in headless Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+# Mesa wants a runtime dir; without one it prints harmless but noisy warnings.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+chmod 0700 "$XDG_RUNTIME_DIR"
+
+step() { echo; echo "=== $* ($(date +%T))"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "clippy (native)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "clippy (wasm32: model crate and web app)"
+cargo clippy --target wasm32-unknown-unknown -p nepa -p nepa-web -- -D warnings
+
+step "native tests"
+cargo test --workspace
+
+step "web app build (trunk, wasm32)"
+trunk build --release
+
+step "end-to-end tests in headless Chromium"
+(cd tests/e2e && node --test)
