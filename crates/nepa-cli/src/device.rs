@@ -26,18 +26,16 @@ pub struct Selected {
 }
 
 fn wgpu_device(vulkan_only: bool) -> Result<Selected> {
-    use burn::tensor::wgpu::{GraphicsApi, WgpuOptions};
-    let mut options: WgpuOptions = Device::wgpu_options();
+    use burn::tensor::wgpu::WgpuBackend;
+    let mut options = Device::wgpu_options();
     if vulkan_only {
-        options = options.graphics_api(GraphicsApi::Vulkan);
+        options = options.graphics_api(WgpuBackend::Vulkan);
     }
-    let device = options
-        .init()
+    let (device, setup) = options
+        .init_with_setup()
         .map_err(|e| anyhow::anyhow!("wgpu could not start: {e:?}"))?;
-    let adapter = device
-        .identity()
-        .map(|i| format!("{i:?}"))
-        .unwrap_or_else(|| "unknown adapter".into());
+    let info = setup.adapter.get_info();
+    let adapter = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
     Ok(Selected {
         device,
         backend: if vulkan_only { "vulkan" } else { "wgpu" }.into(),

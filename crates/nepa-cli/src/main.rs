@@ -1,6 +1,13 @@
 //! `nepa`: the native NEPA tool, on the same model crate as the web app.
 
+mod bench;
+mod ckpt;
+mod data;
 mod device;
+mod finetune;
+mod pretrain;
+mod run;
+mod visualize;
 
 use anyhow::Result;
 use burn::tensor::{Distribution, Tensor};
@@ -22,6 +29,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// NEPA pretraining on an image folder or Fashion-MNIST/MNIST idx files.
+    Pretrain(pretrain::PretrainArgs),
+    /// Fine-tune a classifier from a pretrained checkpoint (or from scratch).
+    Finetune(finetune::FinetuneArgs),
+    /// Top-1 accuracy of a classifier checkpoint on a labelled set.
+    Eval(finetune::EvalArgs),
+    /// The paper's views for one image and query patch, written as PNGs.
+    Visualize(visualize::VisualizeArgs),
+    /// Time pretraining steps and inference; write a JSON run report.
+    Bench(bench::BenchArgs),
     /// Build a small random model and run forward + backward on random images: checks the
     /// install and the device.
     Smoke {
@@ -37,6 +54,11 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Pretrain(args) => pretrain::run(args),
+        Command::Finetune(args) => finetune::run(args),
+        Command::Eval(args) => finetune::eval(args),
+        Command::Visualize(args) => visualize::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Smoke {
             device,
             preset,

@@ -14,11 +14,13 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod error;
+pub mod image;
 pub mod loss;
 pub mod model;
 pub mod rng;
 pub mod rope;
 pub mod train;
+pub mod viz;
 
 pub use checkpoint::{LoadOptions, LoadReport, load_backbone, load_classifier};
 pub use classifier::NepaClassifier;

@@ -29,7 +29,8 @@ pub struct ParamGroup {
 /// (including q_norm/k_norm and fc_norm) and LayerScale. The CLS token and the conv weight
 /// are decayed.
 pub fn is_no_decay(key: &str) -> bool {
-    key.ends_with(".bias") || key.contains("norm.") || key.ends_with("lambda1")
+    let module = key.rsplit('.').nth(1).unwrap_or("");
+    key.ends_with(".bias") || module.contains("norm") || key.ends_with("lambda1")
 }
 
 /// Depth of a parameter for layer-wise learning-rate decay, from its (bare) key:
@@ -320,6 +321,139 @@ impl AdamW {
     }
 }
 
+/// What one training step returns: the updated model, the loss and the gradient norm
+/// (before clipping), both still on the device so the caller chooses when to read them.
+pub struct StepOutput<M> {
+    pub model: M,
+    pub loss: Tensor<1>,
+    pub grad_norm: Option<Tensor<1>>,
+    /// Mean pairwise cosine between the batch's patch embeddings z (pretraining only): near
+    /// 1 means the embeddings collapsed to one vector, the failure stop-grad prevents.
+    pub embedding_similarity: Option<Tensor<1>>,
+}
+
+/// Mean pairwise cosine similarity (self-pairs included) of all patch embeddings in a batch:
+/// `‖mean of unit vectors‖²`, cheap and a direct read of representation collapse.
+pub fn embedding_similarity(input_embedding: Tensor<3>) -> Tensor<1> {
+    let [b, t, d] = input_embedding.dims();
+    let patches = input_embedding.narrow(1, 1, t - 1);
+    let unit = crate::loss::l2_normalize(patches, 1e-12).reshape([b * (t - 1), d]);
+    unit.mean_dim(0).square().sum()
+}
+
+/// One NEPA pretraining step: forward (with `forward`'s training noise), the prediction loss,
+/// backward, and AdamW at learning rate `lr` with `weight_decay` except on biases, norms and
+/// LayerScale (spec §4).
+pub fn pretrain_step(
+    model: NepaModel,
+    optim: &mut AdamW,
+    pixels: Tensor<4>,
+    lr: f64,
+    weight_decay: f64,
+    forward: &crate::model::ForwardOptions,
+    loss_options: crate::loss::LossOptions,
+) -> StepOutput<NepaModel> {
+    let out = model.forward(pixels, forward);
+    let similarity = embedding_similarity(out.input_embedding.clone().detach());
+    let loss =
+        crate::loss::prediction_loss(out.last_hidden_state, out.input_embedding, loss_options);
+    let grads = loss.backward();
+    let (model, grad_norm) = optim.step_backbone(model, &grads, |key| {
+        Some(ParamGroup {
+            lr,
+            weight_decay: if is_no_decay(key) { 0.0 } else { weight_decay },
+        })
+    });
+    StepOutput {
+        model,
+        loss: loss.detach(),
+        grad_norm,
+        embedding_similarity: Some(similarity),
+    }
+}
+
+/// One supervised fine-tuning step: cross-entropy with label smoothing, backward, AdamW
+/// with the per-parameter `policy` (layer-wise decay, frozen parameters).
+pub fn finetune_step(
+    model: NepaClassifier,
+    optim: &mut AdamW,
+    pixels: Tensor<4>,
+    labels: &[usize],
+    label_smoothing: f64,
+    forward: &crate::model::ForwardOptions,
+    policy: impl Fn(&str) -> Option<ParamGroup>,
+) -> StepOutput<NepaClassifier> {
+    let logits = model.forward(pixels, forward);
+    let loss = cross_entropy(logits, labels, label_smoothing);
+    let grads = loss.backward();
+    let (model, grad_norm) = optim.step_classifier(model, &grads, policy);
+    StepOutput {
+        model,
+        loss: loss.detach(),
+        grad_norm,
+        embedding_similarity: None,
+    }
+}
+
+/// Fine-tuning schedule and parameter groups (spec §5): layer-wise learning-rate decay
+/// with the official per-group warmup, a separate head learning rate for `classifier` and
+/// the final `layernorm`, no decay on 1-D parameters, and an optionally frozen patch
+/// embedding.
+#[derive(Clone, Debug)]
+pub struct FinetuneSchedule {
+    pub base_lr: f64,
+    /// Learning rate of `classifier.*` and the final `vit_nepa.layernorm.*` (not decayed by
+    /// depth). The official default is 1e-3.
+    pub head_lr: f64,
+    pub layer_decay: f64,
+    pub weight_decay: f64,
+    pub num_layers: usize,
+    pub total_steps: usize,
+    pub warmup_steps: usize,
+    pub freeze_patch_embed: bool,
+}
+
+impl FinetuneSchedule {
+    /// The learning rate and weight decay of parameter `key` at `step` (`None`: frozen).
+    pub fn group(&self, key: &str, step: usize) -> Option<ParamGroup> {
+        let bare = key
+            .strip_prefix(crate::checkpoint::BACKBONE_PREFIX)
+            .unwrap_or(key);
+        if self.freeze_patch_embed && bare.starts_with("embeddings.patch_embeddings.") {
+            return None;
+        }
+        let weight_decay = if is_no_decay(key) {
+            0.0
+        } else {
+            self.weight_decay
+        };
+        let is_head = key.starts_with("classifier.") || bare.starts_with("layernorm.");
+        let lr = if is_head {
+            warmup_cosine(
+                step,
+                self.total_steps,
+                self.warmup_steps.max(1),
+                self.head_lr,
+                0.0,
+            )
+        } else {
+            // Block i (depth i + 1) gets decay^(L − 1 − i), the embeddings decay^L, and
+            // fc_norm (depth L + 1) the base rate.
+            let depth = layer_id(key, self.num_layers);
+            let exponent = self.num_layers.saturating_sub(depth) as i32;
+            let factor = self.layer_decay.powi(exponent);
+            llrd_cosine_warmup(
+                step,
+                self.total_steps,
+                self.warmup_steps,
+                self.base_lr,
+                factor,
+            )
+        };
+        Some(ParamGroup { lr, weight_decay })
+    }
+}
+
 /// Linear warmup then cosine decay to `min_lr` (HF `cosine`, spec §4). `step` is 0-based.
 pub fn warmup_cosine(step: usize, total: usize, warmup: usize, peak: f64, min_lr: f64) -> f64 {
     if step < warmup {
@@ -420,6 +554,43 @@ mod tests {
         // LLRD: a group with factor 1 warms up in one step; a deep one takes ~W steps.
         assert!((llrd_cosine_warmup(0, 100, 20, 1.0, 1.0) - 1.0).abs() < 1e-12);
         assert!(llrd_cosine_warmup(0, 100, 20, 1.0, 0.01) < 0.001);
+    }
+
+    #[test]
+    fn finetune_groups_follow_the_official_layer_decay() {
+        let schedule = FinetuneSchedule {
+            base_lr: 1.0,
+            head_lr: 0.5,
+            layer_decay: 0.5,
+            weight_decay: 0.05,
+            num_layers: 4,
+            total_steps: 1000,
+            warmup_steps: 1,
+            freeze_patch_embed: true,
+        };
+        let peak = |key: &str| schedule.group(key, 1).map(|g| g.lr);
+        assert_eq!(
+            peak("vit_nepa.embeddings.patch_embeddings.projection.weight"),
+            None
+        );
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-4;
+        assert!(close(peak("vit_nepa.embeddings.cls_token"), 0.5f64.powi(4)));
+        assert!(close(
+            peak("vit_nepa.encoder.layer.0.output.dense.weight"),
+            0.5f64.powi(3)
+        ));
+        assert!(close(
+            peak("vit_nepa.encoder.layer.3.output.dense.weight"),
+            1.0
+        ));
+        assert!(close(peak("fc_norm.weight"), 1.0));
+        assert!(close(peak("classifier.weight"), 0.5));
+        assert!(close(peak("vit_nepa.layernorm.weight"), 0.5));
+        assert_eq!(schedule.group("fc_norm.bias", 1).unwrap().weight_decay, 0.0);
+        assert_eq!(
+            schedule.group("classifier.weight", 1).unwrap().weight_decay,
+            0.05
+        );
     }
 
     #[test]

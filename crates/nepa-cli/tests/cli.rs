@@ -1,0 +1,390 @@
+//! End-to-end tests of the `nepa` binary on tiny generated data (Flex, seconds each).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use burn::tensor::Device;
+use nepa::image::{RgbImage, to_png};
+use nepa::{LoadOptions, SplitMix64};
+
+fn nepa() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nepa"))
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run nepa");
+    assert!(
+        out.status.success(),
+        "nepa failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Smooth random colour blobs: structured enough that next-patch prediction is learnable.
+fn synthetic_image(rng: &mut SplitMix64, size: usize) -> RgbImage {
+    let (cx, cy) = (rng.uniform(0.0, size as f64), rng.uniform(0.0, size as f64));
+    let colour: [f64; 3] = [rng.next_f64(), rng.next_f64(), rng.next_f64()];
+    let radius = rng.uniform(4.0, size as f64 / 2.0);
+    let mut pixels = Vec::with_capacity(size * size * 3);
+    for y in 0..size {
+        for x in 0..size {
+            let d = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
+            let inside = (1.0 - d / radius).clamp(0.0, 1.0);
+            for c in colour {
+                pixels.push((255.0 * (0.2 + 0.8 * c * inside)) as u8);
+            }
+        }
+    }
+    RgbImage {
+        width: size,
+        height: size,
+        pixels,
+    }
+}
+
+/// Uniform noise: nothing to predict, so only a collapse can lower the loss much.
+fn noise_folder(dir: &Path, n: usize) -> PathBuf {
+    let root = dir.join("noise");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut rng = SplitMix64::new(9);
+    for i in 0..n {
+        let pixels = (0..16 * 16 * 3).map(|_| rng.below(256) as u8).collect();
+        let img = RgbImage {
+            width: 16,
+            height: 16,
+            pixels,
+        };
+        std::fs::write(root.join(format!("{i:03}.png")), to_png(&img)).unwrap();
+    }
+    root
+}
+
+/// A folder of `n` PNGs in two class sub-folders, plus the given extra files.
+fn image_folder(dir: &Path, n: usize, extra: &[(&str, &[u8])]) -> PathBuf {
+    let root = dir.join("images");
+    let mut rng = SplitMix64::new(42);
+    for i in 0..n {
+        let class = root.join(if i % 2 == 0 { "a" } else { "b" });
+        std::fs::create_dir_all(&class).unwrap();
+        std::fs::write(
+            class.join(format!("{i:03}.png")),
+            to_png(&synthetic_image(&mut rng, 16)),
+        )
+        .unwrap();
+    }
+    for (name, bytes) in extra {
+        std::fs::write(root.join(name), bytes).unwrap();
+    }
+    root
+}
+
+const TINY: [&str; 12] = [
+    "--dim",
+    "32",
+    "--depth",
+    "2",
+    "--heads",
+    "2",
+    "--image-size",
+    "16",
+    "--patch-size",
+    "4",
+    "--device",
+    "flex",
+];
+
+fn pretrain(data: &Path, out: &Path, steps: usize, extra: &[&str]) -> Command {
+    let mut cmd = nepa();
+    cmd.args(["pretrain", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(TINY)
+        .args([
+            "--batch-size",
+            "8",
+            "--steps",
+            &steps.to_string(),
+            "--lr",
+            "3e-3",
+            "--seed",
+            "7",
+        ])
+        .args(extra);
+    cmd
+}
+
+/// `(step, value)` of one field of a run's metrics.jsonl.
+fn metrics(dir: &Path, field: &str) -> Vec<(usize, f64)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["step"].as_u64().unwrap() as usize,
+                v[field].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn metrics_losses(dir: &Path) -> Vec<(usize, f64)> {
+    metrics(dir, "loss")
+}
+
+#[test]
+fn resuming_continues_the_same_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 24, &[]);
+    let full = tmp.path().join("full");
+    run_ok(&mut pretrain(&data, &full, 8, &["--save-every", "4"]));
+    let full_losses = metrics_losses(&full);
+    assert_eq!(full_losses.len(), 8);
+
+    let resumed = tmp.path().join("resumed");
+    let mut cmd = nepa();
+    cmd.args(["pretrain", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&resumed)
+        .arg("--resume")
+        .arg(full.join("step-0000004.safetensors"))
+        .args(["--device", "flex"]);
+    let out = run_ok(&mut cmd);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resuming"));
+    let resumed_losses = metrics_losses(&resumed);
+    assert_eq!(
+        resumed_losses.iter().map(|l| l.0).collect::<Vec<_>>(),
+        vec![5, 6, 7, 8]
+    );
+    for ((step, a), (_, b)) in full_losses[4..].iter().zip(&resumed_losses) {
+        assert!(
+            (a - b).abs() <= 1e-4,
+            "step {step}: {a} vs {b} after resume"
+        );
+    }
+    // The checkpoint is a plain official-key safetensors file the model crate loads.
+    let bytes = std::fs::read(resumed.join("step-0000008.safetensors")).unwrap();
+    let config = nepa::checkpoint::config_from_metadata(&bytes)
+        .unwrap()
+        .unwrap();
+    let (_, report) =
+        nepa::load_backbone(&bytes, &config, &Device::flex(), LoadOptions::default()).unwrap();
+    assert!(report.prefixed && report.unused_keys.is_empty());
+}
+
+#[test]
+fn corrupt_images_are_skipped_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(
+        tmp.path(),
+        16,
+        &[
+            ("broken.png", b"\x89PNG\r\n\x1a\n not really"),
+            ("notes.txt", b"hello"),
+        ],
+    );
+    let out = run_ok(&mut pretrain(&data, &tmp.path().join("run"), 2, &[]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("16 images (2 unreadable skipped)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("skipped") && stderr.contains("broken.png"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_paths_and_empty_data_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pretrain(&tmp.path().join("nope"), &tmp.path().join("run"), 2, &[])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("junk.jpg"), b"junk").unwrap();
+    let out = pretrain(&empty, &tmp.path().join("run"), 2, &[])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no readable images"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn interrupt_saves_a_checkpoint_that_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 16, &[]);
+    let run = tmp.path().join("run");
+    let child = pretrain(&data, &run, 100_000, &["--save-every", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a few steps to be logged, then send SIGINT as Ctrl-C would.
+    let start = Instant::now();
+    while metrics_steps(&run) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap();
+    let step = sidecar["step"].as_u64().unwrap();
+    assert!(step >= 3);
+    let bytes = std::fs::read(run.join(sidecar["model_file"].as_str().unwrap())).unwrap();
+    let config = nepa::checkpoint::config_from_metadata(&bytes)
+        .unwrap()
+        .unwrap();
+    nepa::load_backbone(&bytes, &config, &Device::flex(), LoadOptions::default()).unwrap();
+}
+
+fn metrics_steps(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("metrics.jsonl")).map_or(0, |s| s.lines().count())
+}
+
+#[test]
+fn without_stop_grad_the_loss_collapses_toward_minus_one() {
+    // The paper's ablation: with the target's gradient flowing, the embedding collapses to a
+    // single vector and the loss goes to −1; with stop-grad it stays well above. On noise
+    // images the next patch is unpredictable, so a low loss can only come from collapse.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = noise_folder(tmp.path(), 32);
+    let with = tmp.path().join("with");
+    let without = tmp.path().join("without");
+    let no_warmup = ["--warmup-ratio", "0"];
+    run_ok(&mut pretrain(&data, &with, 100, &no_warmup));
+    run_ok(&mut pretrain(
+        &data,
+        &without,
+        100,
+        &[&no_warmup[..], &["--no-stop-grad"]].concat(),
+    ));
+    let last = |dir: &Path, field: &str| metrics(dir, field).last().unwrap().1;
+    let (loss_with, loss_without) = (last(&with, "loss"), last(&without, "loss"));
+    let similarity_with = last(&with, "embedding_similarity");
+    let similarity_without = last(&without, "embedding_similarity");
+    let summary = format!(
+        "stop-grad: loss {loss_with:.4}, similarity {similarity_with:.4}; \
+         no stop-grad: loss {loss_without:.4}, similarity {similarity_without:.4}"
+    );
+    assert!(loss_without < -0.99, "{summary}");
+    // Collapse: all patch embeddings point the same way.
+    assert!(similarity_without > 0.99, "{summary}");
+    assert!(loss_with > loss_without + 0.1, "{summary}");
+    assert!(similarity_with < 0.9, "{summary}");
+}
+
+#[test]
+fn finetune_eval_and_visualize_accept_the_pretraining_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 24, &[]);
+    let pre = tmp.path().join("pre");
+    run_ok(&mut pretrain(&data, &pre, 3, &[]));
+
+    let ft = tmp.path().join("ft");
+    let mut cmd = nepa();
+    cmd.args(["finetune", "--data"])
+        .arg(&data)
+        .arg("--init")
+        .arg(&pre)
+        .arg("--out")
+        .arg(&ft)
+        .args([
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--val-fraction",
+            "0.25",
+            "--device",
+            "flex",
+        ]);
+    let out = run_ok(&mut cmd);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("validation accuracy"));
+
+    let mut cmd = nepa();
+    cmd.args(["eval", "--checkpoint"])
+        .arg(ft.join("classifier.safetensors"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--device", "flex"]);
+    let out = run_ok(&mut cmd);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("top-1 accuracy"));
+
+    let viz = tmp.path().join("viz");
+    let mut cmd = nepa();
+    cmd.args(["visualize", "--checkpoint"])
+        .arg(pre.join("latest.json"))
+        .arg("--image")
+        .arg(data.join("a/000.png"))
+        .arg("--out")
+        .arg(&viz)
+        .args(["--row", "1", "--col", "2", "--device", "flex"]);
+    run_ok(&mut cmd);
+    for panel in [
+        "query.png",
+        "attention.png",
+        "similarity.png",
+        "predictability.png",
+        "pca_z.png",
+        "pca_z_hat.png",
+    ] {
+        let bytes = std::fs::read(viz.join(panel)).unwrap();
+        let img = nepa::image::decode(&bytes).unwrap();
+        // Real content: the pixels vary.
+        assert!(
+            img.pixels.iter().any(|&p| p != img.pixels[0]),
+            "{panel} is flat"
+        );
+    }
+}
+
+#[test]
+fn bench_writes_a_run_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report.json");
+    let mut cmd = nepa();
+    cmd.arg("bench")
+        .args(TINY)
+        .args([
+            "--batch", "4", "--steps", "3", "--runs", "3", "--warmup", "1", "--out",
+        ])
+        .arg(&report);
+    run_ok(&mut cmd);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["schema"], "nepa-run-report/1");
+    assert_eq!(v["backend"], "flex");
+    let losses = v["train"]["loss"].as_array().unwrap();
+    assert_eq!(losses.len(), 3);
+    assert!(losses[2].as_f64().unwrap() < losses[0].as_f64().unwrap());
+    assert!(v["inference"]["images_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        v["output_digest"]["z_hat_first"].as_array().unwrap().len(),
+        8
+    );
+}
