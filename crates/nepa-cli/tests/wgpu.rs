@@ -1,0 +1,84 @@
+//! The model on burn-wgpu (Mesa lavapipe on a CPU-only machine, a real GPU elsewhere): the
+//! reference fixture's ẑ, and a few pretraining steps lowering the loss.
+
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use nepa::train::{AdamW, AdamWConfig, pretrain_step};
+use nepa::{ForwardOptions, LoadOptions, LossOptions, NepaConfig, NepaModel, load_backbone};
+use safetensors::SafeTensors;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn tensor_f32(bytes: &[u8], key: &str) -> (Vec<usize>, Vec<f32>) {
+    let file = SafeTensors::deserialize(bytes).unwrap();
+    let view = file.tensor(key).unwrap();
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (view.shape().to_vec(), values)
+}
+
+#[test]
+fn wgpu_matches_the_reference_and_trains() {
+    // One test: a process can initialise the wgpu runtime only once.
+    let (device, setup) = Device::wgpu_options()
+        .init_with_setup()
+        .expect("no wgpu adapter: install mesa-vulkan-drivers (lavapipe) or run on a GPU");
+    eprintln!("wgpu adapter: {:?}", setup.adapter.get_info().name);
+
+    // Parity: the reference model's ẑ on the GPU backend.
+    let model_bytes = fixture("causal_swiglu_4x3.model.safetensors");
+    let io = fixture("causal_swiglu_4x3.io.safetensors");
+    let (_, meta) = SafeTensors::read_metadata(&io).unwrap();
+    let config = NepaConfig::from_json(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
+    let (model, _) = load_backbone(&model_bytes, &config, &device, LoadOptions::default()).unwrap();
+    let (shape, pixels) = tensor_f32(&io, "input.pixel_values");
+    let pixels = Tensor::<4>::from_data(TensorData::new(pixels, shape), &device);
+    let z_hat = model
+        .forward(pixels, &ForwardOptions::eval())
+        .last_hidden_state;
+    let got = z_hat
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let (_, expected) = tensor_f32(&io, "expected.z_hat");
+    let diff = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "wgpu ẑ differs from the reference by {diff}");
+
+    // Training: a few steps on a fixed batch lower the loss.
+    let train = device.clone().autodiff();
+    train.seed(1);
+    let config = NepaConfig::new(32, 2, 4)
+        .with_image_size(16, 16)
+        .with_patch_size(4);
+    let mut model = NepaModel::new(&config, &train).unwrap();
+    let pixels = Tensor::<4>::random([4, 3, 16, 16], Distribution::Uniform(-1.0, 1.0), &train);
+    let mut optim = AdamW::new(AdamWConfig::default());
+    let mut losses = vec![];
+    for _ in 0..8 {
+        let out = pretrain_step(
+            model,
+            &mut optim,
+            pixels.clone(),
+            3e-3,
+            0.05,
+            &ForwardOptions::eval(),
+            LossOptions::default(),
+        );
+        model = out.model;
+        losses.push(out.loss.into_scalar::<f32>());
+    }
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    assert!(losses[7] < losses[0] - 0.05, "{losses:?}");
+}
