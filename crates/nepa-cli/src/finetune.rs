@@ -304,6 +304,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let device = selected.device;
     let loaded = ckpt::open(&args.checkpoint)?;
     let config = ckpt::config_of(&loaded)?;
+    let data = Dataset::load(&args.data, args.split, 1024)?;
+    let has_head = safetensors::SafeTensors::deserialize(&loaded.model)
+        .map(|f| f.tensor("classifier.weight").is_ok())
+        .unwrap_or(false);
+    if !has_head {
+        return eval_backbone(&args, &loaded, &config, &data, &device);
+    }
     let (model, _) = load_classifier(
         &loaded.model,
         &config,
@@ -311,7 +318,6 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         &device,
         LoadOptions::default(),
     )?;
-    let data = Dataset::load(&args.data, args.split, 1024)?;
     if let Some(sidecar) = &loaded.sidecar
         && !sidecar.classes.is_empty()
         && sidecar.classes != data.classes
@@ -331,6 +337,92 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         data.source,
         selected.backend,
         selected.adapter
+    );
+    Ok(())
+}
+
+/// A pretraining checkpoint has no head: report its NEPA loss on the data (how well it
+/// predicts the next patch of unseen images) and, with labels, a k-NN accuracy of its
+/// mean-pooled features against a labelled memory from the train split.
+fn eval_backbone(
+    args: &EvalArgs,
+    loaded: &ckpt::Loaded,
+    config: &nepa::NepaConfig,
+    data: &Dataset,
+    device: &Device,
+) -> Result<()> {
+    let (model, _) = load_backbone(&loaded.model, config, device, LoadOptions::default())?;
+    let features = |set: &Dataset| -> Result<(Vec<f32>, f64)> {
+        let mut feats = Vec::with_capacity(set.len() * config.hidden_size);
+        let mut loss_sum = 0.0;
+        let indices: Vec<usize> = (0..set.len()).collect();
+        for chunk in indices.chunks(args.batch_size.max(1)) {
+            let out = model.forward(
+                make_batch(set, chunk, config.image_size, None, device),
+                &ForwardOptions::eval(),
+            );
+            let [b, t, d] = out.last_hidden_state.dims();
+            let loss: f32 = nepa::prediction_loss(
+                out.last_hidden_state.clone(),
+                out.input_embedding,
+                nepa::LossOptions::default(),
+            )
+            .into_scalar();
+            loss_sum += loss as f64 * b as f64;
+            let pooled = nepa::loss::l2_normalize(
+                out.last_hidden_state.narrow(1, 1, t - 1).mean_dim(1),
+                1e-12,
+            )
+            .reshape([b * d]);
+            feats.extend(
+                pooled
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            );
+        }
+        Ok((feats, loss_sum / set.len() as f64))
+    };
+    let (test_feats, loss) = features(data)?;
+    println!(
+        "NEPA loss {loss:.4} (mean −cos(ẑ_t, z_t+1)) on {} images of {}",
+        data.len(),
+        data.source
+    );
+    let Some(test_labels) = &data.labels else {
+        return Ok(());
+    };
+    let mut memory = Dataset::load(&args.data, Split::Train, 1024)?;
+    let n_memory = memory.len().min(5000);
+    memory.select(&(0..n_memory).collect::<Vec<_>>());
+    let memory_labels = memory
+        .labels
+        .clone()
+        .context("the train split has no labels")?;
+    let (memory_feats, _) = features(&memory)?;
+    let d = config.hidden_size;
+    let k = 20.min(n_memory);
+    let classes = memory_labels.iter().max().map_or(0, |m| m + 1);
+    let mut correct = 0;
+    for (i, query) in test_feats.chunks(d).enumerate() {
+        let mut scored: Vec<(f32, usize)> = memory_feats
+            .chunks(d)
+            .zip(&memory_labels)
+            .map(|(m, &label)| (m.iter().zip(query).map(|(a, b)| a * b).sum(), label))
+            .collect();
+        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        let mut votes = vec![0.0f32; classes];
+        for &(similarity, label) in &scored[..k] {
+            votes[label] += (similarity / 0.07).exp();
+        }
+        if argmax_rows(&votes, classes)[0] == test_labels[i] {
+            correct += 1;
+        }
+    }
+    println!(
+        "k-NN ({k} neighbours, {n_memory} labelled train images) top-1 accuracy {:.2}%",
+        100.0 * correct as f64 / data.len() as f64
     );
     Ok(())
 }

@@ -335,6 +335,20 @@ fn finetune_eval_and_visualize_accept_the_pretraining_checkpoint() {
     let out = run_ok(&mut cmd);
     assert!(String::from_utf8_lossy(&out.stdout).contains("top-1 accuracy"));
 
+    // A pretraining checkpoint has no head: eval reports its NEPA loss and a k-NN accuracy.
+    let mut cmd = nepa();
+    cmd.args(["eval", "--checkpoint"])
+        .arg(&pre)
+        .arg("--data")
+        .arg(&data)
+        .args(["--device", "flex"]);
+    let out = run_ok(&mut cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("NEPA loss") && stdout.contains("k-NN"),
+        "{stdout}"
+    );
+
     let viz = tmp.path().join("viz");
     let mut cmd = nepa();
     cmd.args(["visualize", "--checkpoint"])

@@ -466,6 +466,25 @@ pub struct ExportTensor {
     pub values: Tensor<1>,
 }
 
+impl ExportTensor {
+    /// Flattens `value` in the file's layout (`[out, in]` for a transposed Linear weight).
+    fn in_file_layout<const D: usize>(key: String, value: Tensor<D>, transposed: bool) -> Self {
+        let (value, mut shape) = (value.clone(), value.dims().to_vec());
+        let value = if transposed {
+            shape.reverse();
+            value.swap_dims(0, 1)
+        } else {
+            value
+        };
+        let n = shape.iter().product::<usize>();
+        Self {
+            key,
+            shape,
+            values: value.reshape([n]),
+        }
+    }
+}
+
 struct Collector {
     tensors: Vec<ExportTensor>,
 }
@@ -477,18 +496,11 @@ impl ParamVisitor for Collector {
         param: Param<Tensor<D>>,
         transposed: bool,
     ) -> Result<Param<Tensor<D>>, NepaError> {
-        let mut value = param.val().detach();
-        let mut shape = value.dims().to_vec();
-        if transposed {
-            value = value.swap_dims(0, 1);
-            shape.reverse();
-        }
-        let n = shape.iter().product::<usize>();
-        self.tensors.push(ExportTensor {
+        self.tensors.push(ExportTensor::in_file_layout(
             key,
-            shape,
-            values: value.reshape([n]),
-        });
+            param.val().detach(),
+            transposed,
+        ));
         Ok(param)
     }
 }
@@ -521,18 +533,9 @@ impl ParamVisitor for GradCollector<'_> {
         param: Param<Tensor<D>>,
         transposed: bool,
     ) -> Result<Param<Tensor<D>>, NepaError> {
-        if let Some(mut grad) = param.val().grad(self.grads) {
-            let mut shape = grad.dims().to_vec();
-            if transposed {
-                grad = grad.swap_dims(0, 1);
-                shape.reverse();
-            }
-            let n = shape.iter().product::<usize>();
-            self.tensors.push(ExportTensor {
-                key,
-                shape,
-                values: grad.reshape([n]),
-            });
+        if let Some(grad) = param.val().grad(self.grads) {
+            self.tensors
+                .push(ExportTensor::in_file_layout(key, grad, transposed));
         }
         Ok(param)
     }
