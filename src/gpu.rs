@@ -5,40 +5,65 @@ use burn::tensor::Device;
 /// The device the page computes on, and what the user should be told about it.
 pub struct ComputeDevice {
     pub device: Device,
-    /// "WebGPU" or "CPU (Flex)".
+    /// "WebGPU" or "CPU (Flex, wasm)".
     pub backend: &'static str,
+    /// Adapter name, limits of interest and f16 support, as WebGPU reports them.
+    pub adapter: String,
     /// Why WebGPU is not used, when it is not.
     pub fallback_reason: Option<String>,
+}
+
+fn flex(reason: String) -> ComputeDevice {
+    ComputeDevice {
+        device: Device::flex(),
+        backend: "CPU (Flex, wasm)",
+        adapter: "no GPU".into(),
+        fallback_reason: Some(reason),
+    }
 }
 
 /// Initialises WebGPU asynchronously (the browser cannot block); falls back to Flex.
 pub async fn init_device() -> ComputeDevice {
     let has_webgpu = web_sys::window()
-        .map(|w| js_sys_has_gpu(&w.navigator()))
+        .map(|w| {
+            let gpu = js_sys::Reflect::get(&w.navigator(), &"gpu".into())
+                .unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+            !gpu.is_undefined() && !gpu.is_null()
+        })
         .unwrap_or(false);
     if !has_webgpu {
-        return ComputeDevice {
-            device: Device::flex(),
-            backend: "CPU (Flex)",
-            fallback_reason: Some("this browser has no WebGPU (navigator.gpu is missing)".into()),
-        };
+        return flex("this browser has no WebGPU (navigator.gpu is missing)".into());
     }
-    match Device::wgpu_options().init_async().await {
-        Ok(device) => ComputeDevice {
-            device,
-            backend: "WebGPU",
-            fallback_reason: None,
-        },
-        Err(e) => ComputeDevice {
-            device: Device::flex(),
-            backend: "CPU (Flex)",
-            fallback_reason: Some(format!("WebGPU could not start: {e:?}")),
-        },
+    match Device::wgpu_options().init_with_setup_async().await {
+        Ok((device, setup)) => {
+            let info = setup.adapter.get_info();
+            let limits = setup.adapter.limits();
+            let f16 = setup
+                .adapter
+                .features()
+                .contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16);
+            let name = if info.name.is_empty() {
+                format!("{:?}", info.backend)
+            } else {
+                info.name.clone()
+            };
+            ComputeDevice {
+                device,
+                backend: "WebGPU",
+                adapter: format!(
+                    "{name} ({}; max buffer {} MiB, max workgroup {} invocations, f16 {})",
+                    if info.driver.is_empty() {
+                        "driver unknown"
+                    } else {
+                        &info.driver
+                    },
+                    limits.max_buffer_size >> 20,
+                    limits.max_compute_invocations_per_workgroup,
+                    if f16 { "yes" } else { "no" }
+                ),
+                fallback_reason: None,
+            }
+        }
+        Err(e) => flex(format!("WebGPU could not start: {e:?}")),
     }
-}
-
-fn js_sys_has_gpu(navigator: &web_sys::Navigator) -> bool {
-    let gpu =
-        js_sys::Reflect::get(navigator, &"gpu".into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
-    !gpu.is_undefined() && !gpu.is_null()
 }

@@ -6,6 +6,8 @@
 #[cfg(target_arch = "wasm32")]
 mod app;
 #[cfg(target_arch = "wasm32")]
+mod engine;
+#[cfg(target_arch = "wasm32")]
 mod gpu;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,22 +1,81 @@
-// The page loads, initialises WebGPU (SwiftShader here) and runs a forward pass.
+// The page end to end in headless Chromium on WebGPU (SwiftShader here): bundled photos,
+// a click on a patch, all five views rendered with real content, and a bad upload.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
 import { serve, launch } from './browser.js';
 
-const DIST = process.env.NEPA_DIST ?? join(import.meta.dirname, '../../dist');
+const ROOT = join(import.meta.dirname, '../..');
+const DIST = process.env.NEPA_DIST ?? join(ROOT, 'dist');
+const SHOTS = join(ROOT, 'target/e2e');
 
-test('page starts on WebGPU and runs the model', { timeout: 300_000 }, async () => {
+/** Distinct pixel values of a canvas, and its size. */
+async function canvasStats(page, id) {
+  return page.evaluate((id) => {
+    const c = document.getElementById(id);
+    if (!c || !c.width) return { distinct: 0, width: 0 };
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set();
+    for (let i = 0; i < d.length; i += 4) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+    return { distinct: seen.size, width: c.width };
+  }, id);
+}
+
+test('bundled photo: WebGPU, click a patch, five views with content', { timeout: 400_000 }, async () => {
   const server = await serve(DIST);
   const { context, page } = await launch();
   try {
     await page.goto(server.url);
-    await page.waitForFunction(
-      () => /Ready|Error/.test(document.getElementById('status')?.textContent ?? ''),
-      null, { timeout: 240_000 });
-    const status = await page.textContent('#status');
-    assert.match(status, /Ready on WebGPU/);
-    assert.match(await page.textContent('#summary'), /loss -?\d\.\d{4}/);
+    await page.waitForFunction(() => /WebGPU|CPU/.test(document.getElementById('device')?.textContent ?? ''),
+      null, { timeout: 120_000 });
+    const device = await page.textContent('#device');
+    assert.match(device, /Compute: WebGPU/, device);
+    assert.match(await page.textContent('#model'), /untrained/);
+    // The three bundled photos arrive and the first one is analysed.
+    await page.waitForFunction(() => document.querySelectorAll('#gallery .thumb').length === 3, null, { timeout: 60_000 });
+    await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
+    const first = await page.textContent('#latency');
+    assert.match(first, /first run .* \d+ ms/);
+
+    // Click patch (row 2, col 5) of the attention map: the query moves.
+    const box = await (await page.$('#attention')).boundingBox();
+    await page.mouse.click(box.x + box.width * (5.5 / 8), box.y + box.height * (2.5 / 8));
+    await page.waitForFunction(() => /Query patch \(2, 5\)/.test(document.querySelector('.hint')?.textContent ?? ''));
+    for (const id of ['query', 'attention', 'similarity', 'predictability', 'pca-z', 'pca-z-hat']) {
+      const s = await canvasStats(page, id);
+      assert.ok(s.width > 0 && s.distinct > 20, `${id}: ${JSON.stringify(s)}`);
+    }
+    // Hovering shows a value; a second image gives a warm latency.
+    await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.3);
+    await page.waitForFunction(() => /patch \(\d+, \d+\): /.test(document.getElementById('hover')?.textContent ?? ''));
+    await page.click('#gallery .thumb:nth-child(2)');
+    await page.waitForFunction(() => /warm: \d+ ms/.test(document.getElementById('latency')?.textContent ?? ''),
+      null, { timeout: 120_000 });
+    console.log(`latency: ${await page.textContent('#latency')}`);
+    await mkdir(SHOTS, { recursive: true });
+    await page.screenshot({ path: join(SHOTS, 'views.png'), fullPage: true });
+  } finally {
+    await context.close();
+    server.close();
+  }
+});
+
+test('a file that is not an image gets a clear error and loses nothing', { timeout: 300_000 }, async () => {
+  const server = await serve(DIST);
+  const { context, page } = await launch();
+  try {
+    await page.goto(server.url);
+    await page.waitForFunction(() => document.querySelectorAll('#gallery .thumb').length === 3, null, { timeout: 120_000 });
+    await page.setInputFiles('#file-input', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello, not a picture') });
+    await page.waitForSelector('#errors', { timeout: 30_000 });
+    assert.match(await page.textContent('#errors'), /notes\.txt: not an image/);
+    assert.equal(await page.locator('#gallery .thumb').count(), 3);
+    // A checkpoint that does not fit names the tensor.
+    await page.setInputFiles('#file-input', { name: 'bad.safetensors', mimeType: 'application/octet-stream',
+      buffer: Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]) });
+    await page.waitForFunction(() => /bad\.safetensors/.test(document.getElementById('errors')?.textContent ?? ''));
+    assert.match(await page.textContent('#errors'), /checkpoint does not fit: bad\.safetensors: .*embeddings/);
   } finally {
     await context.close();
     server.close();
