@@ -1,0 +1,93 @@
+//! The model crate in a real browser (headless Chromium via wasm-bindgen-test): device
+//! initialisation, loading a checkpoint from bytes, and a forward pass whose ẑ matches the
+//! PyTorch reference — which native Flex matches to 1e-4 (tests/parity.rs) — on WebGPU and
+//! on the Flex (CPU, wasm) fallback. Also the async save path the browser must use.
+#![cfg(target_arch = "wasm32")]
+
+use std::sync::Once;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use nepa::checkpoint::{backbone_tensors, config_from_metadata, to_safetensors_async};
+use nepa::{ForwardOptions, LoadOptions, NepaConfig, load_backbone};
+use safetensors::SafeTensors;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+unsafe extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// Runs the static constructors once (a wasm command module otherwise re-runs them on
+/// every export call; shared/feasibility.md §5.2).
+fn ctors() {
+    static ONCE: Once = Once::new();
+    // SAFETY: guarded to run exactly once, before any other use of the registries.
+    ONCE.call_once(|| unsafe { __wasm_call_ctors() });
+}
+
+const MODEL: &[u8] = include_bytes!("../../../tests/fixtures/causal_swiglu_4x3.model.safetensors");
+const IO: &[u8] = include_bytes!("../../../tests/fixtures/causal_swiglu_4x3.io.safetensors");
+
+fn io_tensor(key: &str) -> (Vec<usize>, Vec<f32>) {
+    let file = SafeTensors::deserialize(IO).unwrap();
+    let view = file.tensor(key).unwrap();
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (view.shape().to_vec(), values)
+}
+
+async fn forward_matches_reference(device: &Device) {
+    let (_, meta) = SafeTensors::read_metadata(IO).unwrap();
+    let config = NepaConfig::from_json(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
+    let (model, report) = load_backbone(MODEL, &config, device, LoadOptions::default()).unwrap();
+    assert!(report.prefixed);
+    let (shape, pixels) = io_tensor("input.pixel_values");
+    let pixels = Tensor::<4>::from_data(TensorData::new(pixels, shape), device);
+    let z_hat = model
+        .forward(pixels, &ForwardOptions::eval())
+        .last_hidden_state;
+    let got = z_hat
+        .into_data_async()
+        .await
+        .unwrap()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let (_, expected) = io_tensor("expected.z_hat");
+    let diff = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        diff < 1e-3,
+        "browser ẑ differs from the reference by {diff}"
+    );
+
+    // Saving reads the parameters back asynchronously; the file round-trips.
+    let bytes = to_safetensors_async(&backbone_tensors(&model, true), &config)
+        .await
+        .unwrap();
+    assert_eq!(config_from_metadata(&bytes).unwrap(), Some(config.clone()));
+    load_backbone(&bytes, &config, device, LoadOptions::default()).unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_forward_matches_the_reference() {
+    ctors();
+    let device = Device::wgpu_options()
+        .init_async()
+        .await
+        .expect("WebGPU adapter (run Chromium with --enable-unsafe-webgpu)");
+    forward_matches_reference(&device).await;
+}
+
+#[wasm_bindgen_test]
+async fn flex_fallback_forward_matches_the_reference() {
+    ctors();
+    forward_matches_reference(&Device::flex()).await;
+}
