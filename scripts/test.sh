@@ -28,7 +28,7 @@ trunk build --release
 
 step "model crate in headless Chromium (wasm-bindgen-test: WebGPU and Flex)"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=300 \
-  cargo test --release --target wasm32-unknown-unknown -p nepa --test browser
+  cargo test --release --target wasm32-unknown-unknown -p nepa-web --test browser
 
 step "end-to-end tests in headless Chromium"
 (cd tests/e2e && node --test)

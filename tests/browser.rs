@@ -26,8 +26,8 @@ fn ctors() {
     ONCE.call_once(|| unsafe { __wasm_call_ctors() });
 }
 
-const MODEL: &[u8] = include_bytes!("../../../tests/fixtures/causal_swiglu_4x3.model.safetensors");
-const IO: &[u8] = include_bytes!("../../../tests/fixtures/causal_swiglu_4x3.io.safetensors");
+const MODEL: &[u8] = include_bytes!("fixtures/causal_swiglu_4x3.model.safetensors");
+const IO: &[u8] = include_bytes!("fixtures/causal_swiglu_4x3.io.safetensors");
 
 fn io_tensor(key: &str) -> (Vec<usize>, Vec<f32>) {
     let file = SafeTensors::deserialize(IO).unwrap();
