@@ -38,6 +38,7 @@ pub struct State {
     softmax: bool,
     errors: Vec<String>,
     busy: Option<String>,
+    download: Option<(u64, u64)>,
     first_ms: Option<f64>,
     last_ms: Option<f64>,
 }
@@ -55,6 +56,8 @@ pub enum Action {
     Error(String),
     DismissErrors,
     Busy(Option<String>),
+    /// Bytes received and expected of a download in progress (`None` when done).
+    Download(Option<(u64, u64)>),
 }
 
 impl Reducible for State {
@@ -104,6 +107,7 @@ impl Reducible for State {
             }
             Action::DismissErrors => s.errors.clear(),
             Action::Busy(b) => s.busy = b,
+            Action::Download(d) => s.download = d,
         }
         Rc::new(s)
     }
@@ -124,6 +128,7 @@ impl Clone for State {
             softmax: self.softmax,
             errors: self.errors.clone(),
             busy: self.busy.clone(),
+            download: self.download,
             first_ms: self.first_ms,
             last_ms: self.last_ms,
         }
@@ -152,6 +157,49 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
         .await
         .map_err(|e| format!("{url}: {e:?}"))?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// Fetches a URL while reporting `(received, total)` bytes (total from Content-Length, 0 if
+/// unknown) after every chunk, reading the body as a stream.
+async fn fetch_with_progress(url: &str, progress: impl Fn(u64, u64)) -> Result<Vec<u8>, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let response = JsFuture::from(window.fetch_with_str(url))
+        .await
+        .map_err(|e| format!("{url}: download failed ({e:?})"))?;
+    let response: web_sys::Response = response.dyn_into().map_err(|_| "not a response")?;
+    if !response.ok() {
+        return Err(format!("{url}: HTTP {}", response.status()));
+    }
+    let total: u64 = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let Some(body) = response.body() else {
+        return fetch_bytes(url).await;
+    };
+    let reader: web_sys::ReadableStreamDefaultReader = body
+        .get_reader()
+        .dyn_into()
+        .map_err(|_| "the response body cannot be streamed")?;
+    let mut bytes = Vec::with_capacity(total as usize);
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| format!("{url}: download interrupted ({e:?})"))?;
+        let done = js_sys::Reflect::get(&chunk, &"done".into())
+            .map(|d| d.is_truthy())
+            .unwrap_or(true);
+        if done {
+            break;
+        }
+        let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(|e| format!("{e:?}"))?;
+        bytes.extend(js_sys::Uint8Array::new(&value).to_vec());
+        progress(bytes.len() as u64, total);
+    }
+    Ok(bytes)
 }
 
 /// A safetensors file starts with a little-endian header length and a JSON object.
@@ -303,7 +351,13 @@ pub fn app() -> Html {
             let device = device.clone();
             dispatch.dispatch(Action::Busy(Some(format!("downloading {url}…"))));
             spawn_local(async move {
-                match fetch_bytes(&url).await {
+                let report = {
+                    let dispatch = dispatch.clone();
+                    move |received: u64, total: u64| dispatch.dispatch(Action::Download(Some((received, total))))
+                };
+                let fetched = fetch_with_progress(&url, report).await;
+                dispatch.dispatch(Action::Download(None));
+                match fetched {
                     Ok(bytes) => {
                         let name = url
                             .rsplit('/')
@@ -374,6 +428,10 @@ pub fn app() -> Html {
                 <input ref={url_ref} id="model-url" type="url" placeholder="https://…/model.safetensors" size="40" />
                 <button onclick={on_url}>{ "load" }</button>
                 if let Some(busy) = &state.busy { <span id="busy" class="busy">{ busy.clone() }</span> }
+                if let Some((received, total)) = state.download {
+                    <progress id="download" max={total.max(received).max(1).to_string()} value={received.to_string()} />
+                    <span>{ format!("{:.1} / {} MB", received as f64 / 1e6, if total > 0 { format!("{:.1}", total as f64 / 1e6) } else { "?".into() }) }</span>
+                }
             </section>
             <section id="gallery" class="gallery">
                 { for state.images.iter().enumerate().map(|(i, up)| {

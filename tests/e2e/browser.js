@@ -11,11 +11,14 @@ const TYPES = {
   '.safetensors': 'application/octet-stream',
 };
 
-/** Serves `root` on 127.0.0.1 (a free port); returns { url, close }. */
-export async function serve(root) {
+/**
+ * Serves `root` on 127.0.0.1 (a free port); `extra` maps URL paths ('/x.bin') to files.
+ * Returns { url, close }.
+ */
+export async function serve(root, extra = {}) {
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    const file = join(root, path.endsWith('/') ? path + 'index.html' : path);
+    const file = extra[path] ?? join(root, path.endsWith('/') ? path + 'index.html' : path);
     try {
       const body = await readFile(file);
       res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });

@@ -81,3 +81,29 @@ test('a file that is not an image gets a clear error and loses nothing', { timeo
     server.close();
   }
 });
+
+test('a checkpoint loads by URL with a download progress bar', { timeout: 300_000 }, async () => {
+  const fixture = join(ROOT, 'tests/fixtures/causal_swiglu_4x3.model.safetensors');
+  const server = await serve(DIST, { '/models/reference.safetensors': fixture });
+  const { context, page } = await launch();
+  try {
+    await page.goto(server.url);
+    await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
+    await page.evaluate(() => {
+      window.sawProgress = false;
+      new MutationObserver(() => { if (document.getElementById('download')) window.sawProgress = true; })
+        .observe(document.body, { childList: true, subtree: true });
+    });
+    await page.fill('#model-url', `${server.url}models/reference.safetensors`);
+    await page.click('text=load');
+    await page.waitForFunction(() => /reference\.safetensors: D 32, 2 layers, 4 heads/.test(document.getElementById('model')?.textContent ?? ''),
+      null, { timeout: 60_000 });
+    assert.equal(await page.evaluate(() => window.sawProgress), true, 'a progress bar was shown during the download');
+    assert.doesNotMatch(await page.textContent('#model'), /untrained/);
+    // The new model is run on the selected photo.
+    await page.waitForSelector('#views canvas#attention', { timeout: 120_000 });
+  } finally {
+    await context.close();
+    server.close();
+  }
+});
