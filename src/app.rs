@@ -353,7 +353,9 @@ pub fn app() -> Html {
             spawn_local(async move {
                 let report = {
                     let dispatch = dispatch.clone();
-                    move |received: u64, total: u64| dispatch.dispatch(Action::Download(Some((received, total))))
+                    move |received: u64, total: u64| {
+                        dispatch.dispatch(Action::Download(Some((received, total))))
+                    }
                 };
                 let fetched = fetch_with_progress(&url, report).await;
                 dispatch.dispatch(Action::Download(None));
