@@ -241,6 +241,24 @@ fn ingest(
     }
 }
 
+/// Reads picked or dropped files in the background, then ingests them.
+fn read_and_ingest(
+    files: Vec<web_sys::File>,
+    dispatch: UseReducerDispatcher<State>,
+    device: Option<Rc<ComputeDevice>>,
+) {
+    spawn_local(async move {
+        let mut read = vec![];
+        for file in files {
+            match file_bytes(&file).await {
+                Ok(bytes) => read.push((file.name(), bytes)),
+                Err(e) => dispatch.dispatch(Action::Error(e)),
+            }
+        }
+        ingest(dispatch, device, read);
+    });
+}
+
 #[function_component(App)]
 pub fn app() -> Html {
     let state = use_reducer(State::default);
@@ -299,18 +317,7 @@ pub fn app() -> Html {
             let files: Vec<web_sys::File> =
                 (0..list.length()).filter_map(|i| list.get(i)).collect();
             input.set_value("");
-            let dispatch = dispatch.clone();
-            let device = device.clone();
-            spawn_local(async move {
-                let mut read = vec![];
-                for file in files {
-                    match file_bytes(&file).await {
-                        Ok(bytes) => read.push((file.name(), bytes)),
-                        Err(e) => dispatch.dispatch(Action::Error(e)),
-                    }
-                }
-                ingest(dispatch, device, read);
-            });
+            read_and_ingest(files, dispatch.clone(), device.clone());
         })
     };
     let on_drop = {
@@ -323,18 +330,7 @@ pub fn app() -> Html {
             };
             let files: Vec<web_sys::File> =
                 (0..list.length()).filter_map(|i| list.get(i)).collect();
-            let dispatch = dispatch.clone();
-            let device = device.clone();
-            spawn_local(async move {
-                let mut read = vec![];
-                for file in files {
-                    match file_bytes(&file).await {
-                        Ok(bytes) => read.push((file.name(), bytes)),
-                        Err(e) => dispatch.dispatch(Action::Error(e)),
-                    }
-                }
-                ingest(dispatch, device, read);
-            });
+            read_and_ingest(files, dispatch.clone(), device.clone());
         })
     };
     let url_ref = use_node_ref();
@@ -620,6 +616,15 @@ fn panel(
     }
 }
 
+/// An analysis compared by identity, as a memo key.
+struct AnalysisKey(Rc<Analysis>);
+
+impl PartialEq for AnalysisKey {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 #[function_component(Views)]
 fn views(props: &ViewsProps) -> Html {
     let hover = use_state(String::new);
@@ -627,18 +632,25 @@ fn views(props: &ViewsProps) -> Html {
     let grid = a.maps.grid();
     let (row, col) = props.query;
     let query = grid.token_of(row.min(grid.rows - 1), col.min(grid.cols - 1));
-    let base = {
+    // The enlarged image and the PCA depend only on the analysis; hovering re-renders this
+    // component on every mouse move, so compute them once per analysis.
+    let per_analysis = use_memo(AnalysisKey(a.clone()), |key| {
+        let a = &key.0;
+        let longest = a.display.width.max(a.display.height);
         let big = resize_bilinear(
             &a.display,
-            PANEL * a.display.width / a.display.width.max(a.display.height),
-            PANEL * a.display.height / a.display.width.max(a.display.height),
+            PANEL * a.display.width / longest,
+            PANEL * a.display.height / longest,
         );
-        RgbBuffer {
+        let base = RgbBuffer {
             width: big.width,
             height: big.height,
             data: big.pixels,
-        }
-    };
+        };
+        (base, a.maps.embedding_pca_rgb())
+    });
+    let (base, (pca_z, pca_z_hat)) = &*per_analysis;
+    let base = base.clone();
     let onclick = {
         let dispatch = props.dispatch.clone();
         Callback::from(move |(x, y): (f64, f64)| {
@@ -656,7 +668,6 @@ fn views(props: &ViewsProps) -> Html {
     };
     let similarity = a.maps.similarity_map(query).unwrap_or_default();
     let predictability = a.maps.predictability_map();
-    let (pca_z, pca_z_hat) = a.maps.embedding_pca_rgb();
     let cell = base.width / grid.cols;
 
     let mut query_view = base.clone();
@@ -748,14 +759,14 @@ fn views(props: &ViewsProps) -> Html {
         Panel {
             id: "pca-z",
             title: "(e) PCA of z (shared basis)".into(),
-            image: viz::upsample_nearest(&pca_z, grid, cell),
+            image: viz::upsample_nearest(pca_z, grid, cell),
             scale: ("", String::new()),
             values: vec![],
         },
         Panel {
             id: "pca-z-hat",
             title: "(e) PCA of ẑ (same basis)".into(),
-            image: viz::upsample_nearest(&pca_z_hat, grid, cell),
+            image: viz::upsample_nearest(pca_z_hat, grid, cell),
             scale: ("", String::new()),
             values: vec![],
         },
