@@ -10,10 +10,12 @@
 //! The crate is backend-agnostic (Burn 0.22 picks the backend from the `Device`) and does
 //! no I/O except on byte slices, so the native trainer and the browser app use it unchanged.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod error;
+pub mod finetune;
 pub mod image;
 pub mod loss;
 pub mod model;

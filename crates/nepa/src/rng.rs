@@ -37,6 +37,15 @@ impl SplitMix64 {
         (self.next_f64() * n as f64) as usize % n.max(1)
     }
 
+    /// Standard normal draw (Box–Muller; one of the pair is used, so a stream is simple to
+    /// reproduce on any platform).
+    pub fn normal(&mut self) -> f64 {
+        // 1 − u keeps the logarithm's argument in (0, 1].
+        let u1 = 1.0 - self.next_f64();
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
     /// Fisher–Yates shuffle.
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {

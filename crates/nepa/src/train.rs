@@ -330,6 +330,8 @@ pub struct StepOutput<M> {
     /// Mean pairwise cosine between the batch's patch embeddings z (pretraining only): near
     /// 1 means the embeddings collapsed to one vector, the failure stop-grad prevents.
     pub embedding_similarity: Option<Tensor<1>>,
+    /// The logits of the batch, detached (fine-tuning only): accuracy without a second pass.
+    pub logits: Option<Tensor<2>>,
 }
 
 /// Mean pairwise cosine similarity (self-pairs included) of all patch embeddings in a batch:
@@ -369,6 +371,7 @@ pub fn pretrain_step(
         loss: loss.detach(),
         grad_norm,
         embedding_similarity: Some(similarity),
+        logits: None,
     }
 }
 
@@ -384,7 +387,7 @@ pub fn finetune_step(
     policy: impl Fn(&str) -> Option<ParamGroup>,
 ) -> StepOutput<NepaClassifier> {
     let logits = model.forward(pixels, forward);
-    let loss = cross_entropy(logits, labels, label_smoothing);
+    let loss = cross_entropy(logits.clone(), labels, label_smoothing);
     let grads = loss.backward();
     let (model, grad_norm) = optim.step_classifier(model, &grads, policy);
     StepOutput {
@@ -392,6 +395,7 @@ pub fn finetune_step(
         loss: loss.detach(),
         grad_norm,
         embedding_similarity: None,
+        logits: Some(logits.detach()),
     }
 }
 

@@ -1,0 +1,268 @@
+//! Fine-tuning modes (full with LLRD, head only, LoRA) and the shared benchmark run, on Flex.
+
+mod common;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use common::values;
+use nepa::bench::{
+    BenchRun, BenchSettings, ReportSummary, compare, seeded_backbone, synthetic_batch,
+};
+use nepa::checkpoint::{backbone_tensors, classifier_tensors, load_classifier, to_safetensors};
+use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
+use nepa::{ForwardOptions, LoadOptions, NepaConfig, NepaModel, SplitMix64};
+
+fn config() -> NepaConfig {
+    NepaConfig::new(32, 2, 4)
+        .with_image_size(16, 16)
+        .with_patch_size(4)
+        .with_layerscale(0.1)
+}
+
+/// Two classes told apart by colour: reddish (0) or bluish (1) images, plus noise. (Not a
+/// spatial task: mean pooling over patches would hide where things are from a head.)
+fn two_class_batch(n: usize, seed: u64) -> (TensorData, Vec<usize>) {
+    let mut rng = SplitMix64::new(seed);
+    let mut pixels = Vec::with_capacity(n * 3 * 16 * 16);
+    let labels: Vec<usize> = (0..n).map(|i| i % 2).collect();
+    for &label in &labels {
+        for c in 0..3 {
+            let base = match (c, label) {
+                (0, 0) | (2, 1) => 0.5,
+                (1, _) => 0.0,
+                _ => -0.5,
+            };
+            for _ in 0..16 * 16 {
+                pixels.push((base + rng.uniform(-0.6, 0.6)) as f32);
+            }
+        }
+    }
+    (TensorData::new(pixels, [n, 3, 16, 16]), labels)
+}
+
+fn read(t: Tensor<1>) -> Vec<f32> {
+    values(t).1
+}
+
+fn backbone_values(model: &NepaModel) -> Vec<(String, Vec<f32>)> {
+    backbone_tensors(model, false)
+        .into_iter()
+        .map(|t| (t.key, read(t.values)))
+        .collect()
+}
+
+fn train(mode: FinetuneMode) -> (Finetuner, Vec<f32>, NepaModel) {
+    let device = Device::flex();
+    let backbone = seeded_backbone(&config(), 3, &device).unwrap();
+    let settings = FinetuneSettings {
+        mode,
+        total_steps: 30,
+        warmup_steps: 2,
+        base_lr: 3e-3,
+        head_lr: 1e-2,
+        ..FinetuneSettings::default()
+    };
+    let mut tuner = Finetuner::new(backbone.clone(), 2, settings, &device);
+    let mut losses = vec![];
+    for step in 0..30 {
+        let (data, labels) = two_class_batch(8, step);
+        let out = tuner.step(Tensor::from_data(data, &device.clone().autodiff()), &labels);
+        losses.push(out.loss.into_scalar::<f32>());
+    }
+    (tuner, losses, backbone)
+}
+
+fn accuracy(tuner: &Finetuner) -> f32 {
+    let device = Device::flex();
+    let (data, labels) = two_class_batch(32, 999);
+    let model = tuner.export();
+    let logits = model.forward(Tensor::from_data(data, &device), &ForwardOptions::eval());
+    let (_, logits) = values(logits.reshape([64]));
+    let predicted = nepa::train::argmax_rows(&logits, 2);
+    predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count() as f32
+        / labels.len() as f32
+}
+
+fn first_vs_last(losses: &[f32]) -> (f32, f32) {
+    let first = losses[..3].iter().sum::<f32>() / 3.0;
+    let last = losses[losses.len() - 3..].iter().sum::<f32>() / 3.0;
+    (first, last)
+}
+
+#[test]
+fn every_mode_learns_two_classes() {
+    for mode in FinetuneMode::ALL {
+        let (tuner, losses, _) = train(mode);
+        let (first, last) = first_vs_last(&losses);
+        let acc = accuracy(&tuner);
+        assert!(last < first - 0.2, "{mode:?}: loss {first} → {last}");
+        assert!(acc >= 0.9, "{mode:?}: held-out accuracy {acc}");
+    }
+}
+
+#[test]
+fn head_only_keeps_the_backbone_and_lora_changes_only_matrices() {
+    let (tuner, _, original) = train(FinetuneMode::HeadOnly);
+    let before = backbone_values(&original);
+    assert_eq!(backbone_values(&tuner.export().vit_nepa), before);
+
+    let (tuner, _, original) = train(FinetuneMode::Lora);
+    let before = backbone_values(&original);
+    let after = backbone_values(&tuner.export().vit_nepa);
+    let mut changed_matrices = 0;
+    for ((key, b), (_, a)) in before.iter().zip(&after) {
+        let is_linear_weight =
+            key.ends_with(".weight") && !key.contains("norm") && !key.contains("patch_embeddings");
+        let diff = b
+            .iter()
+            .zip(a)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        if is_linear_weight {
+            changed_matrices += usize::from(diff > 1e-6);
+        } else {
+            assert_eq!(diff, 0.0, "{key} changed under LoRA");
+        }
+    }
+    assert!(
+        changed_matrices >= 8,
+        "only {changed_matrices} matrices adapted"
+    );
+
+    let (tuner, _, original) = train(FinetuneMode::Full);
+    assert_ne!(
+        backbone_values(&tuner.export().vit_nepa),
+        backbone_values(&original)
+    );
+}
+
+#[test]
+fn exported_lora_model_saves_with_official_keys_and_reloads_identically() {
+    let (tuner, _, _) = train(FinetuneMode::Lora);
+    let device = Device::flex();
+    let exported = tuner.export();
+    let bytes =
+        to_safetensors(&classifier_tensors(&exported), &config().with_causal(false)).unwrap();
+    let keys: Vec<String> = classifier_tensors(&exported)
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    assert!(keys.contains(&"vit_nepa.encoder.layer.0.attention.attention.query.weight".into()));
+    assert!(keys.contains(&"classifier.weight".into()));
+    assert!(keys.iter().all(|k| !k.contains("lora")), "{keys:?}");
+    let (reloaded, _) = load_classifier(
+        &bytes,
+        &config().with_causal(false),
+        None,
+        &device,
+        LoadOptions::default(),
+    )
+    .unwrap();
+    let (data, _) = two_class_batch(4, 7);
+    let a = exported.forward(
+        Tensor::from_data(data.clone(), &device),
+        &ForwardOptions::eval(),
+    );
+    let b = reloaded.forward(
+        Tensor::from_data(data.clone(), &device),
+        &ForwardOptions::eval(),
+    );
+    // And the merged weights give what the adapters gave during training.
+    let c = tuner.model().forward(
+        Tensor::from_data(data, &device.clone().autodiff()),
+        &ForwardOptions::eval(),
+    );
+    let (a, b, c) = (
+        values(a.reshape([8])).1,
+        values(b.reshape([8])).1,
+        values(c.reshape([8])).1,
+    );
+    for i in 0..8 {
+        assert!((a[i] - b[i]).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a[i] - c[i]).abs() < 1e-4, "{a:?} vs {c:?}");
+    }
+}
+
+fn run_bench(device: &Device, seed: u64) -> BenchRun {
+    let settings = BenchSettings {
+        batch: 2,
+        steps: 3,
+        warmup: 1,
+        runs: 1,
+        seed,
+        ..BenchSettings::default()
+    };
+    let mut run = futures_lite::future::block_on(BenchRun::new(
+        config(),
+        settings,
+        &device.clone().autodiff(),
+        None,
+    ))
+    .unwrap();
+    while !run.train_done() {
+        futures_lite::future::block_on(run.train_step()).unwrap();
+    }
+    while !run.inference_done() {
+        futures_lite::future::block_on(run.inference_run()).unwrap();
+    }
+    run
+}
+
+#[test]
+fn seeded_init_and_data_depend_only_on_the_seed() {
+    let device = Device::flex();
+    // The backend's own generator is seeded differently each time: the init must not care.
+    device.seed(1);
+    let a = backbone_values(&seeded_backbone(&config(), 5, &device).unwrap());
+    device.seed(2);
+    let b = backbone_values(&seeded_backbone(&config(), 5, &device).unwrap());
+    let c = backbone_values(&seeded_backbone(&config(), 6, &device).unwrap());
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let lambda = a.iter().find(|(k, _)| k.ends_with("lambda1")).unwrap();
+    assert!(lambda.1.iter().all(|&v| v == 0.1));
+    assert_eq!(
+        synthetic_batch(&config(), 2, 5),
+        synthetic_batch(&config(), 2, 5)
+    );
+    assert_ne!(
+        synthetic_batch(&config(), 2, 5),
+        synthetic_batch(&config(), 2, 6)
+    );
+}
+
+#[test]
+fn bench_reports_compare_step_by_step() {
+    let device = Device::flex();
+    let host = nepa::bench::HostInfo {
+        tool: "test".into(),
+        backend: "flex".into(),
+        ..Default::default()
+    };
+    let a = run_bench(&device, 0).report(&host);
+    let b = run_bench(&device, 0).report(&host);
+    let c = run_bench(&device, 1).report(&host);
+    let sa = ReportSummary::from_json(&a.to_string()).unwrap();
+    assert_eq!(sa.loss_curve.len(), 4);
+    assert!(sa.loss_curve[3] < sa.loss_curve[0], "{:?}", sa.loss_curve);
+    let same = compare(&sa, &ReportSummary::from_json(&b.to_string()).unwrap());
+    assert!(same.same_run);
+    assert_eq!(same.common_steps, 4);
+    assert!(same.max_loss_diff.unwrap() < 1e-6);
+    assert!((same.digest_cosine.unwrap() - 1.0).abs() < 1e-9);
+    let other = compare(&sa, &ReportSummary::from_json(&c.to_string()).unwrap());
+    assert!(!other.same_run);
+    assert_eq!(other.mismatch, vec!["seeds 0 and 1".to_string()]);
+    assert!(other.max_loss_diff.unwrap() > 1e-4);
+    assert!(other.digest_cosine.unwrap() < 0.999);
+
+    let wrong = a
+        .to_string()
+        .replace("nepa-run-report/1", "something-else/2");
+    let err = ReportSummary::from_json(&wrong).unwrap_err();
+    assert!(err.contains("something-else/2"), "{err}");
+    assert!(ReportSummary::from_json("not json").is_err());
+}
