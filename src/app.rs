@@ -2,22 +2,32 @@
 
 use std::rc::Rc;
 
-use nepa::image::{RgbImage, decode, resize_bilinear};
-use nepa::viz::{
-    self, HeadSel, LayerSel, RgbBuffer, attention_display, heatmap_panel, similarity_display,
-};
+use nepa::image::{RgbImage, decode};
 use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlInputElement, ImageData};
+use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::engine::{Analysis, LoadedModel, analyse, load_checkpoint, untrained_model};
-use crate::gpu::{ComputeDevice, init_device};
+use crate::compare_page::ComparePage;
+use crate::engine::{
+    Adaptation, Analysis, DEMO_CHECKPOINT, LoadedModel, analyse, load_checkpoint, untrained_model,
+};
+use crate::finetune_page::FinetunePage;
+use crate::gpu::{self, ComputeDevice, init_device};
+use crate::platform;
+use crate::views::{Thumbnail, Views};
 
 /// Bundled CC0 / public-domain photos (static/photos/LICENSES.txt).
 const BUNDLED: [&str; 3] = ["astronaut.jpg", "chelsea.jpg", "coffee.jpg"];
-/// Side of the rendered panels in pixels.
-const PANEL: usize = 256;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tab {
+    #[default]
+    Explore,
+    Finetune,
+    Compare,
+}
 
 pub struct Upload {
     pub name: String,
@@ -39,8 +49,16 @@ pub struct State {
     errors: Vec<String>,
     busy: Option<String>,
     download: Option<(u64, u64)>,
+    /// Size of a checkpoint being parsed and uploaded to the device.
+    parsing: Option<u64>,
     first_ms: Option<f64>,
     last_ms: Option<f64>,
+    /// Why the GPU device was lost, until the user picks reload or CPU.
+    device_lost: Option<String>,
+    tab: Tab,
+    /// "Adapt to my images" progress line.
+    adapt_status: Option<String>,
+    adapting: bool,
 }
 
 pub enum Action {
@@ -58,6 +76,12 @@ pub enum Action {
     Busy(Option<String>),
     /// Bytes received and expected of a download in progress (`None` when done).
     Download(Option<(u64, u64)>),
+    Parsing(Option<u64>),
+    /// The backbone changed in place (adaptation): keep the query and view settings.
+    ModelUpdated(Rc<LoadedModel>),
+    DeviceLost(String),
+    Tab(Tab),
+    Adapt(Option<String>, bool),
 }
 
 impl Reducible for State {
@@ -108,6 +132,20 @@ impl Reducible for State {
             Action::DismissErrors => s.errors.clear(),
             Action::Busy(b) => s.busy = b,
             Action::Download(d) => s.download = d,
+            Action::Parsing(p) => s.parsing = p,
+            Action::ModelUpdated(m) => {
+                s.model = Some(m);
+                s.model_version += 1;
+            }
+            Action::DeviceLost(reason) => {
+                s.device_lost = Some(reason);
+                s.busy = None;
+            }
+            Action::Tab(t) => s.tab = t,
+            Action::Adapt(status, running) => {
+                s.adapt_status = status;
+                s.adapting = running;
+            }
         }
         Rc::new(s)
     }
@@ -129,14 +167,19 @@ impl Clone for State {
             errors: self.errors.clone(),
             busy: self.busy.clone(),
             download: self.download,
+            parsing: self.parsing,
             first_ms: self.first_ms,
             last_ms: self.last_ms,
+            device_lost: self.device_lost.clone(),
+            tab: self.tab,
+            adapt_status: self.adapt_status.clone(),
+            adapting: self.adapting,
         }
     }
 }
 
 /// Reads a browser `File` into bytes.
-async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
+pub(crate) async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
     let buffer = JsFuture::from(file.array_buffer())
         .await
         .map_err(|e| format!("{}: cannot read the file ({e:?})", file.name()))?;
@@ -144,7 +187,7 @@ async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
 }
 
 /// Fetches a URL's bytes (bundled photos, checkpoints by URL).
-async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     let window = web_sys::window().ok_or("no window")?;
     let response = JsFuture::from(window.fetch_with_str(url))
         .await
@@ -208,9 +251,24 @@ fn looks_like_safetensors(name: &str, bytes: &[u8]) -> bool {
         || (bytes.len() > 9 && bytes[8] == b'{' && bytes[..8].iter().rev().take(4).all(|&b| b == 0))
 }
 
+/// Parses a checkpoint and uploads it to the device, with the parse shown as a stage of
+/// its own (the page paints the indicator before the synchronous parse starts).
+async fn load_with_indicator(
+    dispatch: &UseReducerDispatcher<State>,
+    bytes: Vec<u8>,
+    name: &str,
+    device: &ComputeDevice,
+) -> Result<LoadedModel, String> {
+    dispatch.dispatch(Action::Parsing(Some(bytes.len() as u64)));
+    platform::sleep(16).await;
+    let loaded = load_checkpoint(Rc::new(bytes), name, &device.device);
+    dispatch.dispatch(Action::Parsing(None));
+    loaded
+}
+
 /// Decodes uploads: images go to the gallery, safetensors files load as the model;
 /// anything else is an error naming the file. Nothing already loaded is lost.
-fn ingest(
+async fn ingest(
     dispatch: UseReducerDispatcher<State>,
     device: Option<Rc<ComputeDevice>>,
     files: Vec<(String, Vec<u8>)>,
@@ -219,7 +277,7 @@ fn ingest(
     for (name, bytes) in files {
         if looks_like_safetensors(&name, &bytes) {
             match &device {
-                Some(d) => match load_checkpoint(&bytes, &name, &d.device) {
+                Some(d) => match load_with_indicator(&dispatch, bytes, &name, d).await {
                     Ok(m) => dispatch.dispatch(Action::ModelLoaded(Rc::new(m))),
                     Err(e) => {
                         dispatch.dispatch(Action::Error(format!("checkpoint does not fit: {e}")))
@@ -255,7 +313,7 @@ fn read_and_ingest(
                 Err(e) => dispatch.dispatch(Action::Error(e)),
             }
         }
-        ingest(dispatch, device, read);
+        ingest(dispatch, device, read).await;
     });
 }
 
@@ -268,11 +326,45 @@ pub fn app() -> Html {
         let dispatch = state.dispatcher();
         use_effect_with((), move |_| {
             spawn_local(async move {
+                let lost = dispatch.clone();
+                platform::expose(
+                    gpu::DEVICE_LOST_HOOK,
+                    Closure::new(move |reason: wasm_bindgen::JsValue| {
+                        lost.dispatch(Action::DeviceLost(
+                            reason
+                                .as_string()
+                                .unwrap_or_else(|| "unknown reason".into()),
+                        ))
+                    }),
+                );
                 let device = Rc::new(init_device().await);
                 dispatch.dispatch(Action::DeviceReady(device.clone()));
-                match untrained_model(&device.device) {
+                // The bundled pretrained demo model; the random init if it cannot be had.
+                let progress = {
+                    let dispatch = dispatch.clone();
+                    move |received: u64, total: u64| {
+                        dispatch.dispatch(Action::Download(Some((received, total))))
+                    }
+                };
+                let fetched = fetch_with_progress(DEMO_CHECKPOINT, progress).await;
+                dispatch.dispatch(Action::Download(None));
+                let demo = match fetched {
+                    Ok(bytes) => {
+                        load_with_indicator(&dispatch, bytes, DEMO_CHECKPOINT, &device).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match demo {
                     Ok(m) => dispatch.dispatch(Action::ModelLoaded(Rc::new(m))),
-                    Err(e) => dispatch.dispatch(Action::Error(e)),
+                    Err(e) => {
+                        dispatch.dispatch(Action::Error(format!(
+                            "the bundled demo model did not load ({e}); showing an untrained model"
+                        )));
+                        match untrained_model(&device.device) {
+                            Ok(m) => dispatch.dispatch(Action::ModelLoaded(Rc::new(m))),
+                            Err(e) => dispatch.dispatch(Action::Error(e)),
+                        }
+                    }
                 }
                 let mut files = vec![];
                 for name in BUNDLED {
@@ -281,7 +373,7 @@ pub fn app() -> Html {
                         Err(e) => dispatch.dispatch(Action::Error(e)),
                     }
                 }
-                ingest(dispatch, Some(device), files);
+                ingest(dispatch, Some(device), files).await;
             });
         });
     }
@@ -292,7 +384,11 @@ pub fn app() -> Html {
         let model = state.model.clone();
         let device = state.device.clone();
         let image = state.selected.and_then(|i| state.images.get(i).cloned());
+        let lost = state.device_lost.as_ref().is_some_and(|r| !r.is_empty());
         use_effect_with((state.model_version, state.selected), move |_| {
+            if lost {
+                return;
+            }
             if let (Some(model), Some(device), Some(upload)) = (model, device, image) {
                 dispatch.dispatch(Action::Busy(Some(format!(
                     "running the model on {}…",
@@ -367,13 +463,55 @@ pub fn app() -> Html {
                         } else {
                             format!("{name}.safetensors")
                         };
-                        dispatch.dispatch(Action::Busy(Some("parsing the checkpoint…".into())));
-                        ingest(dispatch.clone(), device, vec![(name, bytes)]);
+                        ingest(dispatch.clone(), device, vec![(name, bytes)]).await;
                         dispatch.dispatch(Action::Busy(None));
                     }
                     Err(e) => dispatch.dispatch(Action::Error(e)),
                 }
             });
+        })
+    };
+
+    // "Adapt to my images": NEPA steps on the gallery, the maps refreshed as it learns.
+    let on_adapt = {
+        let dispatch = state.dispatcher();
+        let model = state.model.clone();
+        let device = state.device.clone();
+        let images = state.images.clone();
+        let steps_ref = use_node_ref();
+        let steps_input = steps_ref.clone();
+        (
+            Callback::from(move |_| {
+                let (Some(model), Some(device)) = (model.clone(), device.clone()) else {
+                    return;
+                };
+                let steps: usize = steps_input
+                    .cast::<HtmlInputElement>()
+                    .and_then(|i| i.value().parse().ok())
+                    .unwrap_or(20)
+                    .clamp(1, 1000);
+                let images = images.clone();
+                let dispatch = dispatch.clone();
+                spawn_local(async move {
+                    adapt(dispatch, model, device, images, steps).await;
+                });
+            }),
+            steps_ref,
+        )
+    };
+    let on_cpu = {
+        let dispatch = state.dispatcher();
+        let model = state.model.clone();
+        Callback::from(move |_| {
+            let cpu = Rc::new(gpu::flex("the GPU device was lost".into()));
+            dispatch.dispatch(Action::DeviceReady(cpu.clone()));
+            if let Some(model) = &model {
+                match model.reload_on(&cpu.device) {
+                    Ok(m) => dispatch.dispatch(Action::ModelLoaded(Rc::new(m))),
+                    Err(e) => dispatch.dispatch(Action::Error(e)),
+                }
+            }
+            dispatch.dispatch(Action::DeviceLost(String::new()));
         })
     };
 
@@ -389,7 +527,7 @@ pub fn app() -> Html {
         },
     };
     let model_line = match &state.model {
-        None => html! { <span>{ "no model" }</span> },
+        None => html! { <span id="model">{ "loading the model…" }</span> },
         Some(m) => html! {
             <span id="model">
                 if !m.trained { <span class="badge">{ "untrained" }</span>{ " " } }
@@ -403,6 +541,14 @@ pub fn app() -> Html {
             if let Some(last) = state.last_ms { { format!(" · warm: {last:.0} ms") } }
         </span>
     };
+    let tab_button = |tab: Tab, label: &'static str, id: &'static str| {
+        let d = state.dispatcher();
+        html! {
+            <button id={id} class={classes!("tab", (state.tab == tab).then_some("active"))}
+                onclick={Callback::from(move |_| d.dispatch(Action::Tab(tab)))}>{ label }</button>
+        }
+    };
+    let device_lost = state.device_lost.as_ref().filter(|r| !r.is_empty());
 
     html! {
         <main ondragover={Callback::from(|e: DragEvent| e.prevent_default())} ondrop={on_drop}>
@@ -412,6 +558,14 @@ pub fn app() -> Html {
                 <p class="status">{ model_line }</p>
                 <p class="status">{ timing }</p>
             </header>
+            if let Some(reason) = device_lost {
+                <div id="device-lost" class="errors">
+                    <p class="error">{ format!("The GPU device was lost ({reason}). Results computed so far are kept; the model must be loaded again.") }</p>
+                    <button id="reload" onclick={Callback::from(|_| { if let Some(w) = web_sys::window() { let _ = w.location().reload(); } })}>{ "Reload the page" }</button>
+                    { " " }
+                    <button id="use-cpu" onclick={on_cpu}>{ "Continue on the CPU" }</button>
+                </div>
+            }
             if !state.errors.is_empty() {
                 <div id="errors" class="errors">
                     { for state.errors.iter().map(|e| html! { <p class="error">{ e }</p> }) }
@@ -428,7 +582,11 @@ pub fn app() -> Html {
                 if let Some(busy) = &state.busy { <span id="busy" class="busy">{ busy.clone() }</span> }
                 if let Some((received, total)) = state.download {
                     <progress id="download" max={total.max(received).max(1).to_string()} value={received.to_string()} />
-                    <span>{ format!("{:.1} / {} MB", received as f64 / 1e6, if total > 0 { format!("{:.1}", total as f64 / 1e6) } else { "?".into() }) }</span>
+                    <span>{ format!("downloading {:.1} / {} MB", received as f64 / 1e6, if total > 0 { format!("{:.1}", total as f64 / 1e6) } else { "?".into() }) }</span>
+                }
+                if let Some(size) = state.parsing {
+                    <progress id="parse" />
+                    <span>{ format!("parsing {:.1} MB and uploading it to the device…", size as f64 / 1e6) }</span>
                 }
             </section>
             <section id="gallery" class="gallery">
@@ -444,353 +602,85 @@ pub fn app() -> Html {
                     }
                 }) }
             </section>
-            if let (Some(analysis), Some(model)) = (&state.analysis, &state.model) {
-                <Views analysis={analysis.clone()} layers={model.config.num_hidden_layers}
-                    query={state.query} layer={state.layer} head={state.head} softmax={state.softmax}
-                    dispatch={state.dispatcher()} />
+            <nav class="tabs">
+                { tab_button(Tab::Explore, "Explore", "tab-explore") }
+                { tab_button(Tab::Finetune, "Fine-tune", "tab-finetune") }
+                { tab_button(Tab::Compare, "Compare", "tab-compare") }
+            </nav>
+            <div hidden={state.tab != Tab::Explore}>
+                <section class="adapt">
+                    <button id="adapt" disabled={state.adapting || state.images.is_empty() || state.model.is_none()} onclick={on_adapt.0}>{ "Adapt to my images" }</button>
+                    <label>{ " NEPA steps: " }<input ref={on_adapt.1} id="adapt-steps" type="number" min="1" max="1000" value="20" size="4" /></label>
+                    <span class="note">{ " continues next-embedding pretraining on the gallery (random crops); the maps update as it learns" }</span>
+                    if let Some(status) = &state.adapt_status { <p id="adapt-status" class="busy">{ status.clone() }</p> }
+                </section>
+                if let (Some(analysis), Some(model)) = (&state.analysis, &state.model) {
+                    <Views analysis={analysis.clone()} layers={model.config.num_hidden_layers}
+                        query={state.query} layer={state.layer} head={state.head} softmax={state.softmax}
+                        dispatch={state.dispatcher()} />
+                }
+            </div>
+            if let (Some(device), Some(model)) = (&state.device, &state.model) {
+                <div hidden={state.tab != Tab::Finetune}>
+                    <FinetunePage device={device.clone()} model={model.clone()} />
+                </div>
+                <div hidden={state.tab != Tab::Compare}>
+                    <ComparePage device={device.clone()} />
+                </div>
             }
         </main>
     }
 }
 
-#[derive(Properties)]
-struct ThumbnailProps {
-    image: Rc<Upload>,
-}
-
-impl PartialEq for ThumbnailProps {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.image, &other.image)
-    }
-}
-
-#[function_component(Thumbnail)]
-fn thumbnail(props: &ThumbnailProps) -> Html {
-    let img = &props.image.image;
-    let scale = 64.0 / img.width.max(img.height) as f64;
-    let (w, h) = (
-        ((img.width as f64 * scale) as usize).max(1),
-        ((img.height as f64 * scale) as usize).max(1),
-    );
-    let small = resize_bilinear(img, w, h);
-    html! { <Canvas image={Rc::new(RgbBuffer { width: w, height: h, data: small.pixels })} /> }
-}
-
-#[derive(Properties)]
-struct CanvasProps {
-    image: Rc<RgbBuffer>,
-    #[prop_or_default]
-    id: Option<AttrValue>,
-    #[prop_or_default]
-    onclick: Option<Callback<(f64, f64)>>,
-    #[prop_or_default]
-    onhover: Option<Callback<(f64, f64)>>,
-}
-
-impl PartialEq for CanvasProps {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.image, &other.image) && self.id == other.id
-    }
-}
-
-/// Fraction (x, y) in [0, 1) of a mouse event over its target element.
-fn relative(e: &MouseEvent) -> Option<(f64, f64)> {
-    let target: web_sys::Element = e.target()?.dyn_into().ok()?;
-    let rect = target.get_bounding_client_rect();
-    Some((
-        ((e.client_x() as f64 - rect.left()) / rect.width()).clamp(0.0, 0.999),
-        ((e.client_y() as f64 - rect.top()) / rect.height()).clamp(0.0, 0.999),
-    ))
-}
-
-/// Draws an RGB buffer into a `<canvas>`.
-#[function_component(Canvas)]
-fn canvas(props: &CanvasProps) -> Html {
-    let node = use_node_ref();
-    {
-        let node = node.clone();
-        let image = props.image.clone();
-        use_effect_with(image, move |image| {
-            if let Some(canvas) = node.cast::<HtmlCanvasElement>() {
-                canvas.set_width(image.width as u32);
-                canvas.set_height(image.height as u32);
-                let rgba = image.to_rgba();
-                if let (Ok(Some(ctx)), Ok(data)) = (
-                    canvas.get_context("2d"),
-                    ImageData::new_with_u8_clamped_array_and_sh(
-                        wasm_bindgen::Clamped(&rgba),
-                        image.width as u32,
-                        image.height as u32,
-                    ),
-                ) && let Ok(ctx) = ctx.dyn_into::<CanvasRenderingContext2d>()
-                {
-                    let _ = ctx.put_image_data(&data, 0.0, 0.0);
-                }
-            }
-        });
-    }
-    let onclick = props.onclick.clone().map(|cb| {
-        Callback::from(move |e: MouseEvent| {
-            if let Some(p) = relative(&e) {
-                cb.emit(p)
-            }
-        })
-    });
-    let onmousemove = props.onhover.clone().map(|cb| {
-        Callback::from(move |e: MouseEvent| {
-            if let Some(p) = relative(&e) {
-                cb.emit(p)
-            }
-        })
-    });
-    html! { <canvas ref={node} id={props.id.clone()} {onclick} {onmousemove} /> }
-}
-
-#[derive(Properties)]
-struct ViewsProps {
-    analysis: Rc<Analysis>,
-    layers: usize,
-    query: (usize, usize),
-    layer: Option<usize>,
-    head: Option<usize>,
-    softmax: bool,
+/// Runs `steps` NEPA pretraining steps on the gallery, replacing the shown model every few
+/// steps so the predictability map follows the learning.
+async fn adapt(
     dispatch: UseReducerDispatcher<State>,
-}
-
-impl PartialEq for ViewsProps {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.analysis, &other.analysis)
-            && (self.query, self.layer, self.head, self.softmax)
-                == (other.query, other.layer, other.head, other.softmax)
-    }
-}
-
-/// One map: its canvas id, title, picture, colour-bar ends and per-patch values (for the
-/// hover readout).
-struct Panel {
-    id: &'static str,
-    title: String,
-    image: RgbBuffer,
-    scale: (&'static str, String),
-    values: Vec<f32>,
-}
-
-/// Renders a panel with its colour bar; hovering shows the patch value.
-fn panel(
-    p: Panel,
-    grid: viz::Grid,
-    onclick: Callback<(f64, f64)>,
-    hover: UseStateHandle<String>,
-) -> Html {
-    let Panel {
-        id,
-        title,
-        image,
-        scale,
-        values,
-    } = p;
-    let image = Rc::new(image);
-    let onhover = {
-        let hover = hover.clone();
-        Callback::from(move |(x, y): (f64, f64)| {
-            let (r, c) = (
-                (y * grid.rows as f64) as usize,
-                (x * grid.cols as f64) as usize,
-            );
-            if let Some(v) = values.get(r * grid.cols + c) {
-                hover.set(format!(
-                    "{title_short} patch ({r}, {c}): {v:.4}",
-                    title_short = id
-                ));
+    model: Rc<LoadedModel>,
+    device: Rc<ComputeDevice>,
+    images: Vec<Rc<Upload>>,
+    steps: usize,
+) {
+    const BATCH: usize = 8;
+    const REFRESH_EVERY: usize = 5;
+    dispatch.dispatch(Action::Adapt(Some("adapting: starting…".into()), true));
+    let mut session = Adaptation::new(&model.model);
+    let mut first_loss = None;
+    for step in 0..steps {
+        // Cycle through the gallery so every image is seen, BATCH crops per step.
+        let batch: Vec<&RgbImage> = (0..BATCH)
+            .map(|i| &images[(step * BATCH + i) % images.len()].image)
+            .collect();
+        let loss = match session
+            .step(&batch, &model.config, &device.device, 3e-4)
+            .await
+        {
+            Ok(loss) => loss,
+            Err(e) => {
+                dispatch.dispatch(Action::Error(e));
+                dispatch.dispatch(Action::Adapt(None, false));
+                return;
             }
-        })
-    };
-    html! {
-        <figure class="panel">
-            <figcaption>{ title }</figcaption>
-            <Canvas id={AttrValue::from(id)} image={image} onclick={Some(onclick)} onhover={Some(onhover)} />
-            if !scale.1.is_empty() {
-                <div class="colorbar"><span>{ scale.0 }</span><span class="jet"></span><span>{ scale.1 }</span></div>
-            }
-        </figure>
-    }
-}
-
-/// An analysis compared by identity, as a memo key.
-struct AnalysisKey(Rc<Analysis>);
-
-impl PartialEq for AnalysisKey {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-#[function_component(Views)]
-fn views(props: &ViewsProps) -> Html {
-    let hover = use_state(String::new);
-    let a = &props.analysis;
-    let grid = a.maps.grid();
-    let (row, col) = props.query;
-    let query = grid.token_of(row.min(grid.rows - 1), col.min(grid.cols - 1));
-    // The enlarged image and the PCA depend only on the analysis; hovering re-renders this
-    // component on every mouse move, so compute them once per analysis.
-    let per_analysis = use_memo(AnalysisKey(a.clone()), |key| {
-        let a = &key.0;
-        let longest = a.display.width.max(a.display.height);
-        let big = resize_bilinear(
-            &a.display,
-            PANEL * a.display.width / longest,
-            PANEL * a.display.height / longest,
-        );
-        let base = RgbBuffer {
-            width: big.width,
-            height: big.height,
-            data: big.pixels,
         };
-        (base, a.maps.embedding_pca_rgb())
-    });
-    let (base, (pca_z, pca_z_hat)) = &*per_analysis;
-    let base = base.clone();
-    let onclick = {
-        let dispatch = props.dispatch.clone();
-        Callback::from(move |(x, y): (f64, f64)| {
-            dispatch.dispatch(Action::Query(
-                (y * grid.rows as f64) as usize,
-                (x * grid.cols as f64) as usize,
-            ))
-        })
-    };
-    let layers = props.layer.map_or(LayerSel::All, LayerSel::Layer);
-    let heads = props.head.map_or(HeadSel::Mean, HeadSel::Head);
-    let attention = match a.maps.attention_map(query, layers, heads) {
-        Ok(m) => m,
-        Err(e) => return html! { <p class="error">{ e.to_string() }</p> },
-    };
-    let similarity = a.maps.similarity_map(query).unwrap_or_default();
-    let predictability = a.maps.predictability_map();
-    let cell = base.width / grid.cols;
-
-    let mut query_view = base.clone();
-    viz::outline_patch(
-        &mut query_view,
-        grid,
-        (row, col),
-        viz::QUERY_COLOR,
-        viz::OUTLINE_THICKNESS,
-    );
-    if let Some(next) = grid.next_patch(query) {
-        viz::outline_patch(
-            &mut query_view,
-            grid,
-            next,
-            viz::NEXT_COLOR,
-            viz::OUTLINE_THICKNESS,
-        );
-    }
-    let similarity_shown = if props.softmax {
-        similarity_display(&similarity)
-    } else {
-        similarity.iter().map(|c| (c + 1.0) / 2.0).collect()
-    };
-    let predictability_shown: Vec<f32> = predictability.iter().map(|c| (c + 1.0) / 2.0).collect();
-    let layer_value = props.layer.map_or(props.layers, |l| l);
-    let dispatch = props.dispatch.clone();
-    let on_layer = Callback::from(move |e: InputEvent| {
-        let input: HtmlInputElement = e.target_unchecked_into();
-        let v: usize = input.value().parse().unwrap_or(0);
-        dispatch.dispatch(Action::Layer(
-            (v < input.max().parse().unwrap_or(0)).then_some(v),
+        let first = *first_loss.get_or_insert(loss);
+        let done = step + 1;
+        if done % REFRESH_EVERY == 0 || done == steps {
+            let adapted = LoadedModel {
+                model: session.model(),
+                config: model.config.clone(),
+                label: format!("{} + adapted {done} NEPA steps on your images", model.label),
+                trained: model.trained,
+                source: model.source.clone(),
+                name: model.name.clone(),
+            };
+            dispatch.dispatch(Action::ModelUpdated(Rc::new(adapted)));
+        }
+        dispatch.dispatch(Action::Adapt(
+            Some(format!(
+                "adapted {done}/{steps} steps · NEPA loss {first:.3} → {loss:.3} (batches of {BATCH} random crops)"
+            )),
+            done < steps,
         ));
-    });
-    let dispatch = props.dispatch.clone();
-    let on_head = Callback::from(move |e: Event| {
-        let input: web_sys::HtmlSelectElement = e.target_unchecked_into();
-        dispatch.dispatch(Action::Head(input.value().parse().ok()));
-    });
-    let dispatch = props.dispatch.clone();
-    let softmax = props.softmax;
-    let on_toggle = Callback::from(move |_| dispatch.dispatch(Action::Softmax(!softmax)));
-    let max_attention = attention.patches.iter().cloned().fold(0.0, f32::max);
-    let panels = vec![
-        Panel {
-            id: "query",
-            title: "(a) query and next patch".into(),
-            image: query_view,
-            scale: ("", String::new()),
-            values: vec![],
-        },
-        Panel {
-            id: "attention",
-            title: "(b) attention (γ 0.25; zeros = causal mask)".into(),
-            image: heatmap_panel(
-                &base,
-                grid,
-                &attention_display(&attention.patches),
-                Some(query),
-            ),
-            scale: ("0", format!("{max_attention:.3}")),
-            values: attention.patches.clone(),
-        },
-        Panel {
-            id: "similarity",
-            title: format!(
-                "(c) cos(ẑ_t, z_j) — {}",
-                if props.softmax {
-                    "softmax, γ 10 (paper)"
-                } else {
-                    "raw"
-                }
-            ),
-            image: heatmap_panel(&base, grid, &similarity_shown, Some(query)),
-            scale: if props.softmax {
-                ("low", "high".into())
-            } else {
-                ("−1", "1".into())
-            },
-            values: similarity,
-        },
-        Panel {
-            id: "predictability",
-            title: "(d) predictability cos(ẑ_{t−1}, z_t)".into(),
-            image: heatmap_panel(&base, grid, &predictability_shown, None),
-            scale: ("−1", "1".into()),
-            values: predictability,
-        },
-        Panel {
-            id: "pca-z",
-            title: "(e) PCA of z (shared basis)".into(),
-            image: viz::upsample_nearest(pca_z, grid, cell),
-            scale: ("", String::new()),
-            values: vec![],
-        },
-        Panel {
-            id: "pca-z-hat",
-            title: "(e) PCA of ẑ (same basis)".into(),
-            image: viz::upsample_nearest(pca_z_hat, grid, cell),
-            scale: ("", String::new()),
-            values: vec![],
-        },
-    ];
-
-    html! {
-        <section id="views" class="views">
-            <p class="hint">{ format!("Query patch ({row}, {col}) = token {query} (red); ẑ there predicts the next patch (magenta). Click any map to move the query. CLS attention weight: {:.3}", attention.cls) }</p>
-            <div class="controls">
-                <label>{ format!("layer: {}", props.layer.map_or("mean of layers".to_string(), |l| l.to_string())) }
-                    <input id="layer" type="range" min="0" max={props.layers.to_string()} value={layer_value.to_string()} oninput={on_layer} />
-                </label>
-                <label>{ "head: " }
-                    <select id="head" onchange={on_head}>
-                        <option value="mean" selected={props.head.is_none()}>{ "mean of heads" }</option>
-                        { for (0..a.heads).map(|h| html! { <option value={h.to_string()} selected={props.head == Some(h)}>{ format!("head {h}") }</option> }) }
-                    </select>
-                </label>
-                <button id="similarity-mode" onclick={on_toggle}>{ if props.softmax { "similarity: softmax/γ (paper)" } else { "similarity: raw cosine" } }</button>
-            </div>
-            <div class="panels">
-                { for panels.into_iter().map(|p| panel(p, grid, onclick.clone(), hover.clone())) }
-            </div>
-            <p id="hover" class="hover">{ (*hover).clone() }</p>
-        </section>
+        platform::sleep(0).await;
     }
 }

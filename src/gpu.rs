@@ -13,7 +13,14 @@ pub struct ComputeDevice {
     pub fallback_reason: Option<String>,
 }
 
-fn flex(reason: String) -> ComputeDevice {
+/// Name of the JS hook the device-lost callback calls (the app registers it).
+pub const DEVICE_LOST_HOOK: &str = "nepaDeviceLost";
+/// Name of a JS function that destroys the GPU device: a real device loss, on demand, so
+/// the recovery path can be tested (and tried by users from the console).
+pub const LOSE_DEVICE_HOOK: &str = "nepaLoseDevice";
+
+/// The CPU device, with the reason the page is not on WebGPU.
+pub fn flex(reason: String) -> ComputeDevice {
     ComputeDevice {
         device: Device::flex(),
         backend: "CPU (Flex, wasm)",
@@ -31,6 +38,9 @@ pub async fn init_device() -> ComputeDevice {
             !gpu.is_undefined() && !gpu.is_null()
         })
         .unwrap_or(false);
+    if crate::platform::has_flag("cpu") {
+        return flex("the page was opened with ?cpu".into());
+    }
     if !has_webgpu {
         return flex("this browser has no WebGPU (navigator.gpu is missing)".into());
     }
@@ -42,6 +52,16 @@ pub async fn init_device() -> ComputeDevice {
                 .adapter
                 .features()
                 .contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16);
+            // wgpu wants a Send callback; it cannot hold the page's state, so it calls a JS
+            // hook that the app registers.
+            setup.device.set_device_lost_callback(|reason, message| {
+                crate::platform::signal(DEVICE_LOST_HOOK, &format!("{reason:?}: {message}"));
+            });
+            let lose = setup.device.clone();
+            crate::platform::expose(
+                LOSE_DEVICE_HOOK,
+                wasm_bindgen::closure::Closure::new(move |_| lose.destroy()),
+            );
             let name = if info.name.is_empty() {
                 format!("{:?}", info.backend)
             } else {

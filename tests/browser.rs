@@ -91,3 +91,63 @@ async fn flex_fallback_forward_matches_the_reference() {
     ctors();
     forward_matches_reference(&Device::flex()).await;
 }
+
+/// Fine-tuning (LoRA, the page's default) for 500 steps on WebGPU: the device memory Burn
+/// reports must stay flat, i.e. nothing accumulates per step (graphs, optimizer state,
+/// read-back buffers).
+#[wasm_bindgen_test]
+async fn webgpu_finetuning_memory_stays_flat_over_500_steps() {
+    use nepa::bench::{seeded_backbone, synthetic_batch};
+    use nepa::finetune::{FinetuneSettings, Finetuner};
+    use wasm_bindgen_test::console_log;
+
+    ctors();
+    let device = Device::wgpu_options()
+        .init_async()
+        .await
+        .expect("WebGPU adapter (run Chromium with --enable-unsafe-webgpu)");
+    let config = NepaConfig::new(32, 2, 2)
+        .with_image_size(16, 16)
+        .with_patch_size(4);
+    let backbone = seeded_backbone(&config, 0, &device).unwrap();
+    let settings = FinetuneSettings {
+        total_steps: 500,
+        ..FinetuneSettings::default()
+    };
+    let mut tuner = Finetuner::new(backbone, 2, settings, &device);
+    let pixels = Tensor::<4>::from_data(synthetic_batch(&config, 4, 1), &device.clone().autodiff());
+    let labels = [0, 1, 0, 1];
+    let mut usage = vec![];
+    for step in 0..500 {
+        let out = tuner.step(pixels.clone(), &labels);
+        let loss = out.loss.into_data_async().await.unwrap();
+        assert!(loss.convert::<f32>().try_into_vec::<f32>().unwrap()[0].is_finite());
+        let m = device
+            .memory_pool_usage()
+            .expect("WebGPU reports its memory pool");
+        usage.push((m.bytes_in_use, m.bytes_reserved));
+        if step % 100 == 0 || step == 499 {
+            console_log!(
+                "step {step}: in use {} B, reserved {} B, {} allocations",
+                m.bytes_in_use,
+                m.bytes_reserved,
+                m.number_allocs
+            );
+        }
+    }
+    // After a warm-up of 50 steps (optimizer state and pools are created lazily), the
+    // in-use bytes of the last step equal those of step 50 within 5 %.
+    let (early, late) = (usage[49], usage[499]);
+    assert!(
+        (late.0 as f64) <= early.0 as f64 * 1.05 + 65536.0,
+        "memory in use grew from {} to {} bytes",
+        early.0,
+        late.0
+    );
+    assert!(
+        (late.1 as f64) <= early.1 as f64 * 1.05 + 1048576.0,
+        "reserved memory grew from {} to {} bytes",
+        early.1,
+        late.1
+    );
+}

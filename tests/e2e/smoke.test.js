@@ -31,7 +31,11 @@ test('bundled photo: WebGPU, click a patch, five views with content', { timeout:
       null, { timeout: 120_000 });
     const device = await page.textContent('#device');
     assert.match(device, /Compute: WebGPU/, device);
-    assert.match(await page.textContent('#model'), /untrained/);
+    // The bundled pretrained demo checkpoint loads by default.
+    await page.waitForFunction(() => /safetensors|untrained/.test(document.getElementById('model')?.textContent ?? ''),
+      null, { timeout: 60_000 });
+    assert.match(await page.textContent('#model'), /nepa-demo\.safetensors: D 128, 4 layers/);
+    assert.doesNotMatch(await page.textContent('#model'), /untrained/);
     // The three bundled photos arrive and the first one is analysed.
     await page.waitForFunction(() => document.querySelectorAll('#gallery .thumb').length === 3, null, { timeout: 60_000 });
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
@@ -102,6 +106,49 @@ test('a checkpoint loads by URL with a download progress bar', { timeout: 300_00
     assert.doesNotMatch(await page.textContent('#model'), /untrained/);
     // The new model is run on the selected photo.
     await page.waitForSelector('#views canvas#attention', { timeout: 120_000 });
+  } finally {
+    await context.close();
+    server.close();
+  }
+});
+
+test('adapt to my images: NEPA steps on the gallery update the model and the maps', { timeout: 600_000 }, async () => {
+  const server = await serve(DIST);
+  const { context, page } = await launch();
+  try {
+    await page.goto(server.url);
+    await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
+    await page.fill('#adapt-steps', '5');
+    await page.click('#adapt');
+    await page.waitForFunction(() => /adapted 5\/5 steps/.test(document.getElementById('adapt-status')?.textContent ?? ''),
+      null, { timeout: 400_000 });
+    console.log(`adapt: ${await page.textContent('#adapt-status')}`);
+    assert.match(await page.textContent('#model'), /adapted 5 NEPA steps on your images/);
+    await page.waitForSelector('#views canvas#predictability', { timeout: 120_000 });
+  } finally {
+    await context.close();
+    server.close();
+  }
+});
+
+test('a lost GPU device is reported, and the page continues on the CPU', { timeout: 600_000 }, async () => {
+  const server = await serve(DIST);
+  const { context, page } = await launch();
+  try {
+    await page.goto(server.url);
+    await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
+    assert.match(await page.textContent('#device'), /WebGPU/);
+    // A real loss: the page's GPUDevice is destroyed (the hook exists for this test).
+    await page.evaluate(() => window.nepaLoseDevice());
+    await page.waitForSelector('#device-lost', { timeout: 30_000 });
+    assert.match(await page.textContent('#device-lost'), /GPU device was lost/);
+    assert.ok(await page.$('#reload'), 'a reload button is offered');
+    await page.click('#use-cpu');
+    await page.waitForFunction(() => /CPU \(Flex/.test(document.getElementById('device')?.textContent ?? ''));
+    assert.equal(await page.$('#device-lost'), null);
+    // The same model is loaded again on the CPU and the selected image analysed there.
+    await page.waitForFunction(() => /nepa-demo\.safetensors/.test(document.getElementById('model')?.textContent ?? ''));
+    await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
   } finally {
     await context.close();
     server.close();

@@ -402,3 +402,28 @@ fn bench_writes_a_run_report() {
         8
     );
 }
+
+/// The native report the e2e test drops into the web app's Compare page
+/// (`tests/fixtures/bench-native-flex.json`) must be what `nepa bench --compare-run` gives
+/// today; if the model or the benchmark changes, regenerate it with
+/// `nepa bench --compare-run --device flex --out tests/fixtures/bench-native-flex.json`.
+#[test]
+fn committed_compare_run_report_matches_a_fresh_native_run() {
+    use nepa::bench::{ReportSummary, compare};
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("native.json");
+    let mut cmd = nepa();
+    cmd.args(["bench", "--compare-run", "--device", "flex", "--out"])
+        .arg(&report);
+    run_ok(&mut cmd);
+    let fresh = ReportSummary::from_json(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let fixture_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bench-native-flex.json");
+    let fixture =
+        ReportSummary::from_json(&std::fs::read_to_string(fixture_path).unwrap()).unwrap();
+    let c = compare(&fresh, &fixture);
+    assert!(c.same_run, "{:?}", c.mismatch);
+    assert_eq!(c.common_steps, 22);
+    assert!(c.max_loss_diff.unwrap() < 1e-5, "{c:?}");
+    assert!(c.digest_max_abs_diff.unwrap() < 1e-5, "{c:?}");
+}

@@ -1,0 +1,102 @@
+// Fine-tuning in the browser end to end (headless Chromium, WebGPU on SwiftShader): two
+// classes made from bundled Fashion-MNIST PNGs, training with the default mode (LoRA), the
+// accuracy readout, classification of a new image, the safetensors download loaded by the
+// native `nepa eval`, and the model surviving a reload (browser storage).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { mkdir, readdir, readFile, rm, cp } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { serve, launch } from './browser.js';
+
+const ROOT = join(import.meta.dirname, '../..');
+const DIST = process.env.NEPA_DIST ?? join(ROOT, 'dist');
+const OUT = join(ROOT, 'target/e2e');
+const SAMPLES = join(ROOT, 'static/samples/fashion-mnist');
+const CLASSES = ['bag', 'trouser'];
+
+async function pngs(cls) {
+  const files = (await readdir(join(SAMPLES, cls))).filter((f) => f.endsWith('.png')).sort();
+  return files.map((f) => join(SAMPLES, cls, f));
+}
+
+test('two classes from bundled images: train, accuracy, classify, download, eval natively, reload', { timeout: 900_000 }, async () => {
+  const server = await serve(DIST);
+  const { context, page } = await launch();
+  try {
+    await page.goto(server.url);
+    await page.waitForFunction(() => /safetensors/.test(document.getElementById('model')?.textContent ?? ''),
+      null, { timeout: 120_000 });
+    await page.click('#tab-finetune');
+    for (const [i, cls] of CLASSES.entries()) {
+      await page.fill('#class-name', cls);
+      await page.click('#add-class');
+      await page.locator('.class-input').nth(i).setInputFiles(await pngs(cls));
+      await page.waitForFunction(([i, cls]) => new RegExp(`${cls} \\(16 images\\)`)
+        .test(document.querySelectorAll('.class-card')[i]?.textContent ?? ''), [i, cls]);
+    }
+    await page.fill('#steps', '12');
+    await page.dispatchEvent('#steps', 'change');
+    await page.fill('#batch', '4');
+    await page.dispatchEvent('#batch', 'change');
+    assert.equal(await page.inputValue('#mode'), 'lora', 'LoRA is the default mode');
+    const started = Date.now();
+    await page.click('#train');
+    await page.waitForSelector('#train-progress', { timeout: 30_000 });
+    await page.waitForFunction(() => /finished/.test(document.getElementById('train-status')?.textContent ?? ''),
+      null, { timeout: 600_000 });
+    await page.waitForSelector('#trained-summary', { timeout: 300_000 });
+    const status = await page.textContent('#train-status');
+    console.log(`train: ${status} (${((Date.now() - started) / 1e3).toFixed(0)} s wall)`);
+    const losses = JSON.parse(await page.getAttribute('#train-status', 'data-losses'));
+    assert.equal(losses.length, 12);
+    const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+    assert.ok(mean(losses.slice(-3)) < mean(losses.slice(0, 3)), `loss did not fall: ${losses}`);
+    assert.match(await page.textContent('#train-accuracy'), /accuracy \(last \d+ steps\): \d+\.\d%/);
+    const summary = await page.textContent('#trained-summary');
+    console.log(`summary: ${summary}`);
+    assert.match(summary, /held-out accuracy \d+\.\d% \(\d+\/6\)/);
+    const memory = await page.$('#memory');
+    if (memory) console.log(`memory: ${await memory.textContent()}`);
+
+    // A new image is classified with per-class probabilities.
+    await page.setInputFiles('#classify-input', (await pngs('trouser')).slice(-1));
+    await page.waitForSelector('#predictions .prediction', { timeout: 120_000 });
+    const prediction = await page.textContent('#predictions');
+    assert.match(prediction, /bag\s*\d+\.\d%/);
+    assert.match(prediction, /trouser\s*\d+\.\d%/);
+
+    // The download has the official keys and loads in the native CLI.
+    await mkdir(OUT, { recursive: true });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-model')]);
+    const file = join(OUT, 'finetuned.safetensors');
+    await download.saveAs(file);
+    const bytes = await readFile(file);
+    const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString());
+    for (const key of ['vit_nepa.embeddings.patch_embeddings.projection.weight',
+      'vit_nepa.encoder.layer.0.attention.attention.query.weight', 'fc_norm.weight', 'classifier.weight']) {
+      assert.ok(header[key], `${key} missing from the saved file`);
+    }
+    assert.deepEqual(header['classifier.weight'].shape, [2, 128]);
+    const data = join(OUT, 'finetune-eval-data');
+    await rm(data, { recursive: true, force: true });
+    for (const cls of CLASSES) await cp(join(SAMPLES, cls), join(data, cls), { recursive: true });
+    const evalOut = execFileSync('cargo', ['run', '-q', '-p', 'nepa-cli', '--', 'eval', '--checkpoint', file,
+      '--data', data, '--device', 'flex'], { cwd: ROOT, encoding: 'utf8' });
+    console.log(`nepa eval: ${evalOut.trim()}`);
+    const acc = Number(/top-1 accuracy (\d+\.\d+)%/.exec(evalOut)?.[1]);
+    assert.ok(acc > 50, `native accuracy of the browser-trained model: ${evalOut}`);
+
+    // A reload keeps the trained model (browser storage).
+    await page.reload();
+    await page.waitForFunction(() => /safetensors/.test(document.getElementById('model')?.textContent ?? ''),
+      null, { timeout: 120_000 });
+    await page.click('#tab-finetune');
+    await page.waitForFunction(() => /restored from browser storage/.test(document.getElementById('trained-summary')?.textContent ?? ''),
+      null, { timeout: 60_000 });
+    await page.screenshot({ path: join(OUT, 'finetune.png'), fullPage: true });
+  } finally {
+    await context.close();
+    server.close();
+  }
+});
