@@ -26,6 +26,24 @@ fn ctors() {
     ONCE.call_once(|| unsafe { __wasm_call_ctors() });
 }
 
+thread_local! {
+    static WEBGPU: std::cell::RefCell<Option<Device>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The WebGPU device, initialised once for all tests of this page (a second
+/// initialisation of the default device is refused).
+async fn webgpu() -> Device {
+    if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
+        return device;
+    }
+    let device = Device::wgpu_options()
+        .init_async()
+        .await
+        .expect("WebGPU adapter (run Chromium with --enable-unsafe-webgpu)");
+    WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
+    device
+}
+
 const MODEL: &[u8] = include_bytes!("fixtures/causal_swiglu_4x3.model.safetensors");
 const IO: &[u8] = include_bytes!("fixtures/causal_swiglu_4x3.io.safetensors");
 
@@ -79,10 +97,7 @@ async fn forward_matches_reference(device: &Device) {
 #[wasm_bindgen_test]
 async fn webgpu_forward_matches_the_reference() {
     ctors();
-    let device = Device::wgpu_options()
-        .init_async()
-        .await
-        .expect("WebGPU adapter (run Chromium with --enable-unsafe-webgpu)");
+    let device = webgpu().await;
     forward_matches_reference(&device).await;
 }
 
@@ -102,10 +117,7 @@ async fn webgpu_finetuning_memory_stays_flat_over_500_steps() {
     use wasm_bindgen_test::console_log;
 
     ctors();
-    let device = Device::wgpu_options()
-        .init_async()
-        .await
-        .expect("WebGPU adapter (run Chromium with --enable-unsafe-webgpu)");
+    let device = webgpu().await;
     let config = NepaConfig::new(32, 2, 2)
         .with_image_size(16, 16)
         .with_patch_size(4);
