@@ -98,6 +98,26 @@ async fn run_benchmark(
     })
 }
 
+/// What the Compare run is, from its definition (`nepa::bench::compare_run`).
+fn run_description() -> String {
+    let (c, s) = compare_run();
+    format!(
+        "Both sides run the same benchmark: a host-seeded model (D {}, {} blocks, {} heads, {}×{} px / patch {}), \
+         one seeded batch of {}, {} warm-up + {} timed NEPA training steps (lr {}), then {} inference runs. Native: ",
+        c.hidden_size,
+        c.num_hidden_layers,
+        c.num_attention_heads,
+        c.image_size[0],
+        c.image_size[1],
+        c.patch_size,
+        s.batch,
+        s.warmup,
+        s.steps,
+        s.lr,
+        s.runs
+    )
+}
+
 fn fmt(v: Option<f64>, unit: &str) -> String {
     v.map_or("—".into(), |v| format!("{v:.2}{unit}"))
 }
@@ -215,7 +235,7 @@ pub fn compare_page(props: &CompareProps) -> Html {
     html! {
         <section id="compare" class="compare">
             <h2>{ "Compare a browser run with a native run" }</h2>
-            <p class="hint">{ "Both sides run the same benchmark: a seeded model (D 64, 2 layers, 32 px / patch 8), one seeded batch of 8, 2 warm-up + 20 timed NEPA training steps, then inference. Native: " }
+            <p class="hint">{ run_description() }
                 <code>{ "nepa bench --compare-run --device flex --report native.json" }</code></p>
             <div class="inputs">
                 <button id="run-bench" onclick={on_run} disabled={running}>{ format!("Run the benchmark here ({})", props.device.backend) }</button>
