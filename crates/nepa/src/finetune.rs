@@ -1,8 +1,9 @@
 //! Supervised fine-tuning in one of three modes, stepped by the caller (the browser between
 //! repaints, or a native loop):
 //!
-//! - **Full** — every parameter, with layer-wise learning-rate decay and the official
-//!   per-group warmup (spec §5), through this crate's AdamW.
+//! - **Full** — every parameter but the patch embedding (frozen, as the official recipe), with
+//!   layer-wise learning-rate decay and the official per-group warmup (spec §5), through this
+//!   crate's AdamW.
 //! - **Head only** — the backbone frozen; only `fc_norm` and `classifier` learn. Cheapest, but
 //!   NEPA's features are weak under a linear probe (spec: "linear probing is poor"), so this
 //!   is mostly a quick baseline.
@@ -38,7 +39,7 @@ impl FinetuneMode {
 
     pub fn label(self) -> &'static str {
         match self {
-            FinetuneMode::Full => "full model, layer-wise lr decay",
+            FinetuneMode::Full => "full model, layer-wise lr decay (patch embedding frozen)",
             FinetuneMode::HeadOnly => "head only (backbone frozen)",
             FinetuneMode::Lora => "LoRA adapters + head",
         }
@@ -136,7 +137,8 @@ impl Finetuner {
                         num_layers,
                         total_steps: settings.total_steps,
                         warmup_steps: settings.warmup_steps,
-                        freeze_patch_embed: false,
+                        // The official recipe keeps the patch embedding frozen (spec §5).
+                        freeze_patch_embed: true,
                     },
                 )
             }

@@ -104,7 +104,7 @@ fn every_mode_learns_two_classes() {
 }
 
 #[test]
-fn head_only_keeps_the_backbone_and_lora_changes_only_matrices() {
+fn head_only_keeps_the_backbone_lora_changes_only_matrices_full_keeps_the_patch_embedding() {
     let (tuner, _, original) = train(FinetuneMode::HeadOnly);
     let before = backbone_values(&original);
     assert_eq!(backbone_values(&tuner.export().vit_nepa), before);
@@ -132,11 +132,22 @@ fn head_only_keeps_the_backbone_and_lora_changes_only_matrices() {
         "only {changed_matrices} matrices adapted"
     );
 
+    // Full: everything moves except the patch embedding, frozen as in the official recipe.
     let (tuner, _, original) = train(FinetuneMode::Full);
-    assert_ne!(
+    let (before, after) = (
+        backbone_values(&original),
         backbone_values(&tuner.export().vit_nepa),
-        backbone_values(&original)
     );
+    assert_ne!(after, before);
+    let patch_weight = |values: &[(String, Vec<f32>)]| {
+        values
+            .iter()
+            .find(|(k, _)| k == "embeddings.patch_embeddings.projection.weight")
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(patch_weight(&after), patch_weight(&before));
 }
 
 #[test]
