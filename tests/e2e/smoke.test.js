@@ -154,3 +154,20 @@ test('a lost GPU device is reported, and the page continues on the CPU', { timeo
     server.close();
   }
 });
+
+test('without WebGPU the page says so and runs on the CPU', { timeout: 400_000 }, async () => {
+  const server = await serve(DIST);
+  const { context, page } = await launch({ webgpu: false });
+  try {
+    await page.goto(server.url);
+    await page.waitForFunction(() => /WebGPU|CPU/.test(document.getElementById('device')?.textContent ?? ''),
+      null, { timeout: 120_000 });
+    const device = await page.textContent('#device');
+    console.log(`no-WebGPU device line: ${device}`);
+    assert.match(device, /Compute: CPU \(Flex, wasm\).*CPU fallback: /);
+    await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
+  } finally {
+    await context.close();
+    server.close();
+  }
+});
