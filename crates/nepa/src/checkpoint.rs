@@ -173,6 +173,28 @@ pub(crate) fn walk_backbone<V: ParamVisitor>(
     })
 }
 
+/// A model whose parameters can be walked under their official keys: the backbone (bare
+/// keys) or the classifier (`vit_nepa.` + backbone, `fc_norm.*`, `classifier.*`).
+pub trait Walkable: Sized {
+    #[doc(hidden)]
+    #[allow(private_bounds)]
+    fn walk_params<V: ParamVisitor>(self, visitor: &mut V) -> Result<Self, NepaError>;
+}
+
+impl Walkable for NepaModel {
+    #[allow(private_bounds)]
+    fn walk_params<V: ParamVisitor>(self, visitor: &mut V) -> Result<Self, NepaError> {
+        walk_backbone(visitor, "", self)
+    }
+}
+
+impl Walkable for NepaClassifier {
+    #[allow(private_bounds)]
+    fn walk_params<V: ParamVisitor>(self, visitor: &mut V) -> Result<Self, NepaError> {
+        walk_classifier(visitor, BACKBONE_PREFIX, self)
+    }
+}
+
 pub(crate) fn walk_classifier<V: ParamVisitor>(
     v: &mut V,
     backbone_prefix: &str,

@@ -13,7 +13,7 @@ use burn::module::Param;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Gradients, Tensor, TensorData};
 
-use crate::checkpoint::{ExportTensor, ParamVisitor, walk_backbone, walk_classifier};
+use crate::checkpoint::{ExportTensor, ParamVisitor, Walkable};
 use crate::classifier::NepaClassifier;
 use crate::error::NepaError;
 use crate::model::NepaModel;
@@ -198,53 +198,34 @@ impl AdamW {
         (GradTable { grads }, Some(norm))
     }
 
-    /// One AdamW step on a backbone. `policy` gives each parameter's learning rate and weight
-    /// decay by key (`None` = frozen). Returns the model and the pre-clipping gradient norm
-    /// (a `[1]` tensor, read it when convenient).
-    pub fn step_backbone(
+    /// One AdamW step on a backbone or a classifier. `policy` gives each parameter's
+    /// learning rate and weight decay by official key (`None` = frozen; a classifier's keys
+    /// are `vit_nepa.…`, `fc_norm.*`, `classifier.*`). Gathers the gradients, clips them by
+    /// their global norm, updates. Returns the model and the pre-clipping gradient norm (a
+    /// `[1]` tensor, read it when convenient).
+    pub fn step<M: Walkable>(
         &mut self,
-        model: NepaModel,
+        model: M,
         grads: &Gradients,
         policy: impl Fn(&str) -> Option<ParamGroup>,
-    ) -> (NepaModel, Option<Tensor<1>>) {
+    ) -> (M, Option<Tensor<1>>) {
         let mut gather = GradGather {
             grads,
             policy: &policy,
             out: HashMap::new(),
         };
-        let model = walk_backbone(&mut gather, "", model).expect("visiting cannot fail");
+        let model = model
+            .walk_params(&mut gather)
+            .expect("visiting cannot fail");
         let (table, norm) = self.clip(gather.out);
         let mut updater = Updater {
             optim: self,
             grads: &table,
             policy: &policy,
         };
-        let model = walk_backbone(&mut updater, "", model).expect("updating cannot fail");
-        (model, norm)
-    }
-
-    /// One AdamW step on a classifier; keys are the official ones (`vit_nepa.` + backbone,
-    /// `fc_norm.*`, `classifier.*`).
-    pub fn step_classifier(
-        &mut self,
-        model: NepaClassifier,
-        grads: &Gradients,
-        policy: impl Fn(&str) -> Option<ParamGroup>,
-    ) -> (NepaClassifier, Option<Tensor<1>>) {
-        let prefix = crate::checkpoint::BACKBONE_PREFIX;
-        let mut gather = GradGather {
-            grads,
-            policy: &policy,
-            out: HashMap::new(),
-        };
-        let model = walk_classifier(&mut gather, prefix, model).expect("visiting cannot fail");
-        let (table, norm) = self.clip(gather.out);
-        let mut updater = Updater {
-            optim: self,
-            grads: &table,
-            policy: &policy,
-        };
-        let model = walk_classifier(&mut updater, prefix, model).expect("updating cannot fail");
+        let model = model
+            .walk_params(&mut updater)
+            .expect("updating cannot fail");
         (model, norm)
     }
 
@@ -360,7 +341,7 @@ pub fn pretrain_step(
     let loss =
         crate::loss::prediction_loss(out.last_hidden_state, out.input_embedding, loss_options);
     let grads = loss.backward();
-    let (model, grad_norm) = optim.step_backbone(model, &grads, |key| {
+    let (model, grad_norm) = optim.step(model, &grads, |key| {
         Some(ParamGroup {
             lr,
             weight_decay: if is_no_decay(key) { 0.0 } else { weight_decay },
@@ -389,7 +370,7 @@ pub fn finetune_step(
     let logits = model.forward(pixels, forward);
     let loss = cross_entropy(logits.clone(), labels, label_smoothing);
     let grads = loss.backward();
-    let (model, grad_norm) = optim.step_classifier(model, &grads, policy);
+    let (model, grad_norm) = optim.step(model, &grads, policy);
     StepOutput {
         model,
         loss: loss.detach(),

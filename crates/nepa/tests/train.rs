@@ -54,7 +54,7 @@ fn adamw_matches_a_host_computation_over_two_steps() {
         );
         let grads = loss.backward();
         let g = values(model.embeddings.cls_token.val().grad(&grads).unwrap()).1;
-        let (next, _) = optim.step_backbone(model, &grads, |k| {
+        let (next, _) = optim.step(model, &grads, |k| {
             (k == key).then_some(ParamGroup {
                 lr,
                 weight_decay: wd,
@@ -102,7 +102,7 @@ fn gradient_clipping_bounds_the_update_norm() {
             weight_decay: 0.0,
         })
     };
-    let (_, norm) = optim.step_backbone(model, &grads, all);
+    let (_, norm) = optim.step(model, &grads, all);
     let norm = values(norm.unwrap()).1[0];
     assert!(
         norm > 1e-3,
@@ -128,7 +128,7 @@ fn pretraining_steps_lower_the_loss_on_a_fixed_batch() {
         losses.push(values(loss.clone()).1[0]);
         let grads = loss.backward();
         model = optim
-            .step_backbone(model, &grads, |k| {
+            .step(model, &grads, |k| {
                 Some(ParamGroup {
                     lr: 3e-3,
                     weight_decay: if is_no_decay(k) { 0.0 } else { 0.05 },
@@ -158,7 +158,7 @@ fn finetuning_steps_fit_a_labelled_batch() {
         losses.push(values(loss.clone()).1[0]);
         let grads = loss.backward();
         model = optim
-            .step_classifier(model, &grads, |k| {
+            .step(model, &grads, |k| {
                 // The patch embedding is frozen, as in the official fine-tuning.
                 (!k.contains("patch_embeddings")).then_some(ParamGroup {
                     lr: 5e-3,
@@ -191,7 +191,7 @@ fn optimizer_state_round_trips_through_safetensors() {
             weight_decay: 0.05,
         })
     };
-    let model = optim.step_backbone(model, &grads, policy).0;
+    let model = optim.step(model, &grads, policy).0;
     let bytes = to_safetensors(&optim.state_tensors(), &config()).unwrap();
     let restored = AdamW::load_state(AdamWConfig::default(), &bytes, &device).unwrap();
     let again = to_safetensors(&restored.state_tensors(), &config()).unwrap();
