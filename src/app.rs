@@ -643,6 +643,8 @@ async fn adapt(
 ) {
     const BATCH: usize = 8;
     const REFRESH_EVERY: usize = 5;
+    // The demo model's peak pretraining rate: a few steps visibly move the maps.
+    const ADAPT_LR: f64 = 1e-3;
     dispatch.dispatch(Action::Adapt(Some("adapting: starting…".into()), true));
     let mut session = Adaptation::new(&model.model);
     let mut first_loss = None;
@@ -652,7 +654,7 @@ async fn adapt(
             .map(|i| &images[(step * BATCH + i) % images.len()].image)
             .collect();
         let loss = match session
-            .step(&batch, &model.config, &device.device, 3e-4)
+            .step(&batch, &model.config, &device.device, ADAPT_LR)
             .await
         {
             Ok(loss) => loss,

@@ -314,7 +314,11 @@ pub fn views(props: &ViewsProps) -> Html {
         },
         Panel {
             id: "predictability",
-            title: "(d) predictability cos(ẑ_{t−1}, z_t)".into(),
+            // The mean is what "Adapt to my images" should raise.
+            title: format!(
+                "(d) predictability cos(ẑ_{{t−1}}, z_t) — mean {:.3}",
+                predictability.iter().sum::<f32>() / predictability.len().max(1) as f32
+            ),
             image: heatmap_panel(&base, grid, &predictability_shown, None),
             scale: ("−1", "1".into()),
             values: predictability,

@@ -118,13 +118,19 @@ test('adapt to my images: NEPA steps on the gallery update the model and the map
   try {
     await page.goto(server.url);
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
+    const meanOf = async () => Number(/mean (-?\d+\.\d+)/.exec(await page.textContent('#views'))?.[1]);
+    const before = await meanOf();
+    assert.ok(Number.isFinite(before), 'the predictability panel shows its mean');
     await page.fill('#adapt-steps', '5');
     await page.click('#adapt');
     await page.waitForFunction(() => /adapted 5\/5 steps/.test(document.getElementById('adapt-status')?.textContent ?? ''),
       null, { timeout: 400_000 });
     console.log(`adapt: ${await page.textContent('#adapt-status')}`);
     assert.match(await page.textContent('#model'), /adapted 5 NEPA steps on your images/);
+    // Wait for the analysis of the adapted model (the busy line clears when it lands).
+    await page.waitForFunction(() => !document.getElementById('busy'), null, { timeout: 300_000 });
     await page.waitForSelector('#views canvas#predictability', { timeout: 120_000 });
+    console.log(`mean predictability: ${before} before, ${await meanOf()} after 5 steps`);
   } finally {
     await context.close();
     server.close();
