@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use burn::tensor::Tensor;
-use nepa::checkpoint::{classifier_tensors, infer_config, load_classifier, to_safetensors_async};
+use nepa::checkpoint::{
+    classifier_tensors, classifier_to_safetensors_async, infer_config, load_classifier,
+};
 use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
 use nepa::image::{RgbImage, decode};
 use nepa::train::argmax_rows;
@@ -364,7 +366,7 @@ async fn train(
         names.len(),
         names.join(", ")
     );
-    let bytes = to_safetensors_async(&classifier_tensors(&model), &config)
+    let bytes = classifier_to_safetensors_async(&classifier_tensors(&model), &config, &names)
         .await
         .map_err(|e| e.to_string())?;
     let info = TrainedInfo {

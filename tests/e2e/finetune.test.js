@@ -99,6 +99,7 @@ test('two classes from bundled images: train, accuracy, classify, download, eval
       assert.ok(header[key], `${key} missing from the saved file`);
     }
     assert.deepEqual(header['classifier.weight'].shape, [2, 128]);
+    assert.deepEqual(JSON.parse(header.__metadata__.nepa_classes), CLASSES, 'class names travel with the file');
     const data = join(OUT, 'finetune-eval-data');
     await rm(data, { recursive: true, force: true });
     for (const cls of CLASSES) await cp(join(SAMPLES, cls), join(data, cls), { recursive: true });

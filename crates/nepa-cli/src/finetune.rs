@@ -329,6 +329,17 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             data.classes
         );
     }
+    // A classifier saved by the web app names its classes in the file's metadata.
+    if let Some(classes) = nepa::checkpoint::classes_from_metadata(&loaded.model)?
+        && classes != data.classes
+    {
+        bail!(
+            "the checkpoint's classes are {classes:?} (label i = entry i) but {} has {:?}: \
+             name the class folders so that their sorted order matches",
+            args.data.display(),
+            data.classes
+        );
+    }
     let acc = accuracy(&model, &data, config.image_size, args.batch_size, &device)?;
     println!(
         "top-1 accuracy {:.2}% on {} images of {} ({} on {})",

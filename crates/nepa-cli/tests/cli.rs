@@ -427,3 +427,51 @@ fn committed_compare_run_report_matches_a_fresh_native_run() {
     assert!(c.max_loss_diff.unwrap() < 1e-5, "{c:?}");
     assert!(c.digest_max_abs_diff.unwrap() < 1e-5, "{c:?}");
 }
+
+/// A classifier file that names its classes (as the web app writes it) is evaluated only on
+/// data whose sorted class folders match; otherwise `nepa eval` says which order it expects.
+#[test]
+fn eval_checks_the_class_names_a_browser_file_carries() {
+    use nepa::checkpoint::{classifier_tensors, classifier_to_safetensors_async};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 8, &[]);
+    let config = nepa::NepaConfig::new(32, 2, 2)
+        .with_image_size(16, 16)
+        .with_patch_size(4)
+        .with_causal(false);
+    let model = nepa::NepaClassifier::new(&config, 2, &Device::flex()).unwrap();
+    let write = |classes: &[&str], name: &str| {
+        let classes: Vec<String> = classes.iter().map(|c| c.to_string()).collect();
+        let bytes = futures_lite::future::block_on(classifier_to_safetensors_async(
+            &classifier_tensors(&model),
+            &config,
+            &classes,
+        ))
+        .unwrap();
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let eval = |file: &Path| {
+        let mut cmd = nepa();
+        cmd.args(["eval", "--device", "flex", "--checkpoint"])
+            .arg(file)
+            .arg("--data")
+            .arg(&data);
+        cmd.output().unwrap()
+    };
+    let good = eval(&write(&["a", "b"], "good.safetensors"));
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("top-1 accuracy"));
+    let swapped = eval(&write(&["b", "a"], "swapped.safetensors"));
+    assert!(!swapped.status.success());
+    let err = String::from_utf8_lossy(&swapped.stderr);
+    assert!(
+        err.contains(r#"the checkpoint's classes are ["b", "a"]"#),
+        "{err}"
+    );
+}

@@ -20,6 +20,8 @@ use crate::model::{Dense, NepaAttention, NepaEmbeddings, NepaLayer, NepaMlp, Nep
 pub const BACKBONE_PREFIX: &str = "vit_nepa.";
 /// Safetensors metadata key under which this crate stores the config JSON.
 pub const CONFIG_METADATA_KEY: &str = "nepa_config";
+/// Metadata key of a classifier's class names (a JSON list, label i = entry i).
+pub const CLASSES_METADATA_KEY: &str = "nepa_classes";
 
 /// How lenient loading is about tensors the file lacks.
 #[derive(Clone, Copy, Debug, Default)]
@@ -413,6 +415,22 @@ pub fn config_from_metadata(bytes: &[u8]) -> Result<Option<NepaConfig>, NepaErro
     }
 }
 
+/// The class names a classifier file stores in its metadata (`None` if it has none).
+pub fn classes_from_metadata(bytes: &[u8]) -> Result<Option<Vec<String>>, NepaError> {
+    let (_, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| NepaError::Parse(e.to_string()))?;
+    match metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CLASSES_METADATA_KEY))
+    {
+        Some(json) => serde_json::from_str(json)
+            .map(Some)
+            .map_err(|e| NepaError::Parse(format!("{CLASSES_METADATA_KEY}: {e}"))),
+        None => Ok(None),
+    }
+}
+
 /// A config for a checkpoint: the stored one if present, else inferred from tensor shapes.
 ///
 /// Shapes fix every size but the head count when QK-norm is not affine (then 64-wide heads,
@@ -585,6 +603,7 @@ fn serialize(
     tensors: &[ExportTensor],
     data: Vec<TensorData>,
     config: &NepaConfig,
+    classes: Option<&[String]>,
 ) -> Result<Vec<u8>, NepaError> {
     let bytes: Vec<Vec<u8>> = data
         .into_iter()
@@ -605,10 +624,16 @@ fn serialize(
                 .map_err(|e| NepaError::Parse(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         (CONFIG_METADATA_KEY.to_string(), config.to_json()),
     ]);
+    if let Some(classes) = classes {
+        metadata.insert(
+            CLASSES_METADATA_KEY.to_string(),
+            serde_json::to_string(classes).map_err(|e| NepaError::Parse(e.to_string()))?,
+        );
+    }
     safetensors::tensor::serialize(views, Some(metadata))
         .map_err(|e| NepaError::Parse(e.to_string()))
 }
@@ -619,7 +644,7 @@ pub fn to_safetensors(tensors: &[ExportTensor], config: &NepaConfig) -> Result<V
     let data = transaction(tensors)
         .try_execute()
         .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
-    serialize(tensors, data, config)
+    serialize(tensors, data, config, None)
 }
 
 /// Safetensors bytes of `tensors`, reading the device asynchronously (works in the browser,
@@ -632,5 +657,19 @@ pub async fn to_safetensors_async(
         .execute_async()
         .await
         .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
-    serialize(tensors, data, config)
+    serialize(tensors, data, config, None)
+}
+
+/// As [`to_safetensors_async`], and stores a classifier's class names in the metadata so
+/// that whoever loads the file (e.g. `nepa eval`) can check its label order.
+pub async fn classifier_to_safetensors_async(
+    tensors: &[ExportTensor],
+    config: &NepaConfig,
+    classes: &[String],
+) -> Result<Vec<u8>, NepaError> {
+    let data = transaction(tensors)
+        .execute_async()
+        .await
+        .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
+    serialize(tensors, data, config, Some(classes))
 }

@@ -7,7 +7,10 @@ use common::values;
 use nepa::bench::{
     BenchRun, BenchSettings, ReportSummary, compare, seeded_backbone, synthetic_batch,
 };
-use nepa::checkpoint::{backbone_tensors, classifier_tensors, load_classifier, to_safetensors};
+use nepa::checkpoint::{
+    backbone_tensors, classes_from_metadata, classifier_tensors, classifier_to_safetensors_async,
+    load_classifier, to_safetensors,
+};
 use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
 use nepa::{ForwardOptions, LoadOptions, NepaConfig, NepaModel, SplitMix64};
 
@@ -164,6 +167,15 @@ fn exported_lora_model_saves_with_official_keys_and_reloads_identically() {
     assert!(keys.contains(&"vit_nepa.encoder.layer.0.attention.attention.query.weight".into()));
     assert!(keys.contains(&"classifier.weight".into()));
     assert!(keys.iter().all(|k| !k.contains("lora")), "{keys:?}");
+    assert_eq!(classes_from_metadata(&bytes).unwrap(), None);
+    let classes = vec!["reddish".to_string(), "bluish".to_string()];
+    let named = futures_lite::future::block_on(classifier_to_safetensors_async(
+        &classifier_tensors(&exported),
+        &config().with_causal(false),
+        &classes,
+    ))
+    .unwrap();
+    assert_eq!(classes_from_metadata(&named).unwrap(), Some(classes));
     let (reloaded, _) = load_classifier(
         &bytes,
         &config().with_causal(false),
