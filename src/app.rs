@@ -186,8 +186,8 @@ pub(crate) async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> 
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-/// Fetches a URL's bytes (bundled photos, checkpoints by URL).
-pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+/// Starts a GET of `url` and checks the HTTP status.
+async fn fetch_response(url: &str) -> Result<web_sys::Response, String> {
     let window = web_sys::window().ok_or("no window")?;
     let response = JsFuture::from(window.fetch_with_str(url))
         .await
@@ -196,23 +196,26 @@ pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     if !response.ok() {
         return Err(format!("{url}: HTTP {}", response.status()));
     }
+    Ok(response)
+}
+
+/// The whole body of a response, read at once.
+async fn response_bytes(url: &str, response: &web_sys::Response) -> Result<Vec<u8>, String> {
     let buffer = JsFuture::from(response.array_buffer().map_err(|e| format!("{e:?}"))?)
         .await
         .map_err(|e| format!("{url}: {e:?}"))?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
+/// Fetches a URL's bytes (bundled photos, checkpoints by URL).
+pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    response_bytes(url, &fetch_response(url).await?).await
+}
+
 /// Fetches a URL while reporting `(received, total)` bytes (total from Content-Length, 0 if
 /// unknown) after every chunk, reading the body as a stream.
 async fn fetch_with_progress(url: &str, progress: impl Fn(u64, u64)) -> Result<Vec<u8>, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let response = JsFuture::from(window.fetch_with_str(url))
-        .await
-        .map_err(|e| format!("{url}: download failed ({e:?})"))?;
-    let response: web_sys::Response = response.dyn_into().map_err(|_| "not a response")?;
-    if !response.ok() {
-        return Err(format!("{url}: HTTP {}", response.status()));
-    }
+    let response = fetch_response(url).await?;
     let total: u64 = response
         .headers()
         .get("content-length")
@@ -221,7 +224,7 @@ async fn fetch_with_progress(url: &str, progress: impl Fn(u64, u64)) -> Result<V
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let Some(body) = response.body() else {
-        return fetch_bytes(url).await;
+        return response_bytes(url, &response).await;
     };
     let reader: web_sys::ReadableStreamDefaultReader = body
         .get_reader()
@@ -297,6 +300,21 @@ async fn ingest(
     if !images.is_empty() {
         dispatch.dispatch(Action::AddImages(images));
     }
+}
+
+/// The files of a picker or a drop, in order.
+pub(crate) fn file_list(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
+    list.map(|list| (0..list.length()).filter_map(|i| list.get(i)).collect())
+        .unwrap_or_default()
+}
+
+/// The files a file input's change event carries; the input is cleared so that picking the
+/// same files again fires another change.
+pub(crate) fn take_input_files(e: &Event) -> Vec<web_sys::File> {
+    let input: HtmlInputElement = e.target_unchecked_into();
+    let files = file_list(input.files());
+    input.set_value("");
+    files
 }
 
 /// Reads picked or dropped files in the background, then ingests them.
@@ -408,12 +426,7 @@ pub fn app() -> Html {
         let dispatch = state.dispatcher();
         let device = state.device.clone();
         Callback::from(move |e: Event| {
-            let input: HtmlInputElement = e.target_unchecked_into();
-            let Some(list) = input.files() else { return };
-            let files: Vec<web_sys::File> =
-                (0..list.length()).filter_map(|i| list.get(i)).collect();
-            input.set_value("");
-            read_and_ingest(files, dispatch.clone(), device.clone());
+            read_and_ingest(take_input_files(&e), dispatch.clone(), device.clone());
         })
     };
     let on_drop = {
@@ -421,11 +434,7 @@ pub fn app() -> Html {
         let device = state.device.clone();
         Callback::from(move |e: DragEvent| {
             e.prevent_default();
-            let Some(list) = e.data_transfer().and_then(|d| d.files()) else {
-                return;
-            };
-            let files: Vec<web_sys::File> =
-                (0..list.length()).filter_map(|i| list.get(i)).collect();
+            let files = file_list(e.data_transfer().and_then(|d| d.files()));
             read_and_ingest(files, dispatch.clone(), device.clone());
         })
     };

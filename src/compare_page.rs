@@ -9,7 +9,7 @@ use nepa::bench::{BenchRun, HostInfo, ReportSummary, compare, compare_run};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
-use crate::app::file_bytes;
+use crate::app::{file_bytes, take_input_files};
 use crate::chart::{Chart, Series};
 use crate::gpu::ComputeDevice;
 use crate::platform;
@@ -153,11 +153,9 @@ pub fn compare_page(props: &CompareProps) -> Html {
     let on_report = {
         let (other, error) = (other.clone(), error.clone());
         Callback::from(move |e: Event| {
-            let input: web_sys::HtmlInputElement = e.target_unchecked_into();
-            let Some(file) = input.files().and_then(|l| l.get(0)) else {
+            let Some(file) = take_input_files(&e).into_iter().next() else {
                 return;
             };
-            input.set_value("");
             let (other, error) = (other.clone(), error.clone());
             spawn_local(async move {
                 let parsed = file_bytes(&file)

@@ -20,7 +20,7 @@ use web_sys::HtmlInputElement;
 use web_time::Instant;
 use yew::prelude::*;
 
-use crate::app::{Upload, fetch_bytes, file_bytes};
+use crate::app::{Upload, fetch_bytes, file_bytes, take_input_files};
 use crate::chart::{Chart, Series};
 use crate::engine::{LoadedModel, batch_pixels, classify, read};
 use crate::gpu::ComputeDevice;
@@ -172,16 +172,6 @@ async fn read_files(files: Vec<web_sys::File>) -> (Vec<Rc<Upload>>, Vec<String>)
         }
     }
     (images, errors)
-}
-
-fn files_of(e: &Event) -> Vec<web_sys::File> {
-    let input: HtmlInputElement = e.target_unchecked_into();
-    let files = input
-        .files()
-        .map(|list| (0..list.length()).filter_map(|i| list.get(i)).collect())
-        .unwrap_or_default();
-    input.set_value("");
-    files
 }
 
 /// The bundled Fashion-MNIST sample: `manifest.json` maps class names to PNG files. Classes
@@ -515,7 +505,7 @@ pub fn finetune_page(props: &FinetuneProps) -> Html {
         let trained = state.trained.clone();
         let device = props.device.clone();
         Callback::from(move |e: Event| {
-            let files = files_of(&e);
+            let files = take_input_files(&e);
             let (Some(trained), dispatch, device) =
                 (trained.clone(), dispatch.clone(), device.clone())
             else {
@@ -560,7 +550,7 @@ pub fn finetune_page(props: &FinetuneProps) -> Html {
     let class_cards = state.classes.iter().enumerate().map(|(i, class)| {
         let dispatch = state.dispatcher();
         let on_files = Callback::from(move |e: Event| {
-            let files = files_of(&e);
+            let files = take_input_files(&e);
             let dispatch = dispatch.clone();
             spawn_local(async move {
                 let (images, errors) = read_files(files).await;
