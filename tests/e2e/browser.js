@@ -44,3 +44,18 @@ export async function launch({ webgpu = true } = {}) {
   page.on('console', (m) => { if (process.env.NEPA_E2E_VERBOSE) console.log('[page]', m.text()); });
   return { context, page };
 }
+
+/**
+ * Serves `root` (plus `extra` paths), opens Debian's Chromium on it and runs
+ * `fn({ page, url })`; the browser and the server are closed however `fn` ends.
+ */
+export async function withPage(root, { extra = {}, webgpu = true } = {}, fn) {
+  const server = await serve(root, extra);
+  const { context, page } = await launch({ webgpu });
+  try {
+    return await fn({ page, url: server.url });
+  } finally {
+    await context.close();
+    server.close();
+  }
+}

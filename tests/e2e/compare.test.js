@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdir, readFile } from 'node:fs/promises';
-import { serve, launch } from './browser.js';
+import { withPage } from './browser.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const DIST = process.env.NEPA_DIST ?? join(ROOT, 'dist');
@@ -14,10 +14,8 @@ const OUT = join(ROOT, 'target/e2e');
 const NATIVE = join(ROOT, 'tests/fixtures/bench-native-flex.json');
 
 async function runCompare(query, label) {
-  const server = await serve(DIST);
-  const { context, page } = await launch();
-  try {
-    await page.goto(server.url + query);
+  await withPage(DIST, {}, async ({ page, url }) => {
+    await page.goto(url + query);
     await page.waitForFunction(() => /WebGPU|CPU/.test(document.getElementById('device')?.textContent ?? ''),
       null, { timeout: 120_000 });
     await page.click('#tab-compare');
@@ -58,10 +56,7 @@ async function runCompare(query, label) {
     assert.equal(report.backend, label);
     assert.equal(report.train.loss.length, 20);
     await page.screenshot({ path: join(OUT, `compare-${label}.png`), fullPage: true });
-  } finally {
-    await context.close();
-    server.close();
-  }
+  });
 }
 
 test('Compare page on WebGPU: same loss curve as native Flex within 1e-3', { timeout: 700_000 }, async () => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdir, readdir, readFile, rm, cp } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
-import { serve, launch } from './browser.js';
+import { withPage } from './browser.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const DIST = process.env.NEPA_DIST ?? join(ROOT, 'dist');
@@ -21,10 +21,8 @@ async function pngs(cls) {
 }
 
 test('two classes from bundled images: train, accuracy, classify, download, eval natively, reload', { timeout: 900_000 }, async () => {
-  const server = await serve(DIST);
-  const { context, page } = await launch();
-  try {
-    await page.goto(server.url);
+  await withPage(DIST, {}, async ({ page, url }) => {
+    await page.goto(url);
     await page.waitForFunction(() => /safetensors/.test(document.getElementById('model')?.textContent ?? ''),
       null, { timeout: 120_000 });
     await page.click('#tab-finetune');
@@ -117,8 +115,5 @@ test('two classes from bundled images: train, accuracy, classify, download, eval
     await page.waitForFunction(() => /restored from browser storage/.test(document.getElementById('trained-summary')?.textContent ?? ''),
       null, { timeout: 60_000 });
     await page.screenshot({ path: join(OUT, 'finetune.png'), fullPage: true });
-  } finally {
-    await context.close();
-    server.close();
-  }
+  });
 });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
-import { serve, launch } from './browser.js';
+import { withPage } from './browser.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const DIST = process.env.NEPA_DIST ?? join(ROOT, 'dist');
@@ -23,10 +23,8 @@ async function canvasStats(page, id) {
 }
 
 test('bundled photo: WebGPU, click a patch, five views with content', { timeout: 400_000 }, async () => {
-  const server = await serve(DIST);
-  const { context, page } = await launch();
-  try {
-    await page.goto(server.url);
+  await withPage(DIST, {}, async ({ page, url }) => {
+    await page.goto(url);
     await page.waitForFunction(() => /WebGPU|CPU/.test(document.getElementById('device')?.textContent ?? ''),
       null, { timeout: 120_000 });
     const device = await page.textContent('#device');
@@ -59,17 +57,12 @@ test('bundled photo: WebGPU, click a patch, five views with content', { timeout:
     console.log(`latency: ${await page.textContent('#latency')}`);
     await mkdir(SHOTS, { recursive: true });
     await page.screenshot({ path: join(SHOTS, 'views.png'), fullPage: true });
-  } finally {
-    await context.close();
-    server.close();
-  }
+  });
 });
 
 test('a file that is not an image gets a clear error and loses nothing', { timeout: 300_000 }, async () => {
-  const server = await serve(DIST);
-  const { context, page } = await launch();
-  try {
-    await page.goto(server.url);
+  await withPage(DIST, {}, async ({ page, url }) => {
+    await page.goto(url);
     await page.waitForFunction(() => document.querySelectorAll('#gallery .thumb').length === 3, null, { timeout: 120_000 });
     await page.setInputFiles('#file-input', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello, not a picture') });
     await page.waitForSelector('#errors', { timeout: 30_000 });
@@ -80,25 +73,20 @@ test('a file that is not an image gets a clear error and loses nothing', { timeo
       buffer: Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]) });
     await page.waitForFunction(() => /bad\.safetensors/.test(document.getElementById('errors')?.textContent ?? ''));
     assert.match(await page.textContent('#errors'), /checkpoint does not fit: bad\.safetensors: .*embeddings/);
-  } finally {
-    await context.close();
-    server.close();
-  }
+  });
 });
 
 test('a checkpoint loads by URL with a download progress bar', { timeout: 300_000 }, async () => {
   const fixture = join(ROOT, 'tests/fixtures/causal_swiglu_4x3.model.safetensors');
-  const server = await serve(DIST, { '/models/reference.safetensors': fixture });
-  const { context, page } = await launch();
-  try {
-    await page.goto(server.url);
+  await withPage(DIST, { extra: { '/models/reference.safetensors': fixture } }, async ({ page, url }) => {
+    await page.goto(url);
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
     await page.evaluate(() => {
       window.sawProgress = false;
       new MutationObserver(() => { if (document.getElementById('download')) window.sawProgress = true; })
         .observe(document.body, { childList: true, subtree: true });
     });
-    await page.fill('#model-url', `${server.url}models/reference.safetensors`);
+    await page.fill('#model-url', `${url}models/reference.safetensors`);
     await page.click('text=load');
     await page.waitForFunction(() => /reference\.safetensors: D 32, 2 layers, 4 heads/.test(document.getElementById('model')?.textContent ?? ''),
       null, { timeout: 60_000 });
@@ -106,17 +94,12 @@ test('a checkpoint loads by URL with a download progress bar', { timeout: 300_00
     assert.doesNotMatch(await page.textContent('#model'), /untrained/);
     // The new model is run on the selected photo.
     await page.waitForSelector('#views canvas#attention', { timeout: 120_000 });
-  } finally {
-    await context.close();
-    server.close();
-  }
+  });
 });
 
 test('adapt to my images: NEPA steps on the gallery update the model and the maps', { timeout: 600_000 }, async () => {
-  const server = await serve(DIST);
-  const { context, page } = await launch();
-  try {
-    await page.goto(server.url);
+  await withPage(DIST, {}, async ({ page, url }) => {
+    await page.goto(url);
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
     const meanOf = async () => Number(/mean (-?\d+\.\d+)/.exec(await page.textContent('#views'))?.[1]);
     const before = await meanOf();
@@ -131,17 +114,12 @@ test('adapt to my images: NEPA steps on the gallery update the model and the map
     await page.waitForFunction(() => !document.getElementById('busy'), null, { timeout: 300_000 });
     await page.waitForSelector('#views canvas#predictability', { timeout: 120_000 });
     console.log(`mean predictability: ${before} before, ${await meanOf()} after 5 steps`);
-  } finally {
-    await context.close();
-    server.close();
-  }
+  });
 });
 
 test('a lost GPU device is reported, and the page continues on the CPU', { timeout: 600_000 }, async () => {
-  const server = await serve(DIST);
-  const { context, page } = await launch();
-  try {
-    await page.goto(server.url);
+  await withPage(DIST, {}, async ({ page, url }) => {
+    await page.goto(url);
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
     assert.match(await page.textContent('#device'), /WebGPU/);
     // A real loss: the page's GPUDevice is destroyed (the hook exists for this test).
@@ -155,25 +133,17 @@ test('a lost GPU device is reported, and the page continues on the CPU', { timeo
     // The same model is loaded again on the CPU and the selected image analysed there.
     await page.waitForFunction(() => /nepa-demo\.safetensors/.test(document.getElementById('model')?.textContent ?? ''));
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
-  } finally {
-    await context.close();
-    server.close();
-  }
+  });
 });
 
 test('without WebGPU the page says so and runs on the CPU', { timeout: 400_000 }, async () => {
-  const server = await serve(DIST);
-  const { context, page } = await launch({ webgpu: false });
-  try {
-    await page.goto(server.url);
+  await withPage(DIST, { webgpu: false }, async ({ page, url }) => {
+    await page.goto(url);
     await page.waitForFunction(() => /WebGPU|CPU/.test(document.getElementById('device')?.textContent ?? ''),
       null, { timeout: 120_000 });
     const device = await page.textContent('#device');
     console.log(`no-WebGPU device line: ${device}`);
     assert.match(device, /Compute: CPU \(Flex, wasm\).*CPU fallback: /);
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
-  } finally {
-    await context.close();
-    server.close();
-  }
+  });
 });
