@@ -607,11 +607,18 @@ fn serialize(
 ) -> Result<Vec<u8>, NepaError> {
     let bytes: Vec<Vec<u8>> = data
         .into_iter()
-        .map(|d| {
+        .zip(tensors)
+        .map(|(d, t)| {
             let values = d
                 .convert::<f32>()
                 .try_into_vec::<f32>()
                 .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
+            // Whoever loads this file later (a resumed run, the page's stored model) trusts it.
+            if !crate::guard::all_finite(&values) {
+                return Err(NepaError::NonFinite {
+                    key: t.key.clone(),
+                });
+            }
             Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
         })
         .collect::<Result<_, NepaError>>()?;

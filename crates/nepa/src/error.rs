@@ -29,4 +29,7 @@ pub enum NepaError {
     UnsupportedDType { key: String, dtype: String },
     #[error("could not read tensor data back from the device: {0}")]
     Readback(String),
+    /// Refused before writing: a checkpoint must never hold NaN or infinite weights.
+    #[error("tensor `{key}` holds non-finite values (NaN or ±∞); the checkpoint was not written")]
+    NonFinite { key: String },
 }

@@ -90,6 +90,8 @@ enum Optimizer {
 /// A classifier being fine-tuned.
 pub struct Finetuner {
     model: Option<NepaClassifier>,
+    /// The model from before the last step, so a non-finite step can be undone.
+    previous: Option<NepaClassifier>,
     optimizer: Optimizer,
     pub settings: FinetuneSettings,
     pub step: usize,
@@ -145,6 +147,7 @@ impl Finetuner {
         };
         Self {
             model: Some(model),
+            previous: None,
             optimizer,
             settings,
             step: 0,
@@ -166,6 +169,8 @@ impl Finetuner {
     /// logits stay on the device; read them asynchronously.
     pub fn step(&mut self, pixels: Tensor<4>, labels: &[usize]) -> StepOutput<()> {
         let model = self.model.take().expect("the model is always put back");
+        // A clone shares the parameter tensors: keeping it costs no copy.
+        self.previous = Some(model.clone());
         let step = self.step;
         let forward = ForwardOptions::eval();
         let smoothing = self.settings.label_smoothing;
@@ -208,6 +213,20 @@ impl Finetuner {
             grad_norm: out.grad_norm,
             embedding_similarity: None,
             logits: out.logits,
+        }
+    }
+
+    /// Undoes the last step's update to the weights (its loss or gradient norm was not
+    /// finite: see [`crate::guard`]). The optimizer's moments are not rolled back, so a
+    /// caller stops training after this. Returns whether there was a step to undo.
+    pub fn discard_last_step(&mut self) -> bool {
+        match self.previous.take() {
+            Some(previous) => {
+                self.model = Some(previous);
+                self.step = self.step.saturating_sub(1);
+                true
+            }
+            None => false,
         }
     }
 

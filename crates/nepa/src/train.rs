@@ -72,6 +72,7 @@ impl Default for AdamWConfig {
     }
 }
 
+#[derive(Clone)]
 struct Moments {
     exp_avg: Tensor<1>,
     exp_avg_sq: Tensor<1>,
@@ -79,7 +80,9 @@ struct Moments {
     step: u64,
 }
 
-/// AdamW keyed by official parameter names.
+/// AdamW keyed by official parameter names. Cloning is cheap (tensors are shared): a
+/// training loop keeps the state from before a step to restore it if the step diverged.
+#[derive(Clone)]
 pub struct AdamW {
     pub config: AdamWConfig,
     moments: HashMap<String, Moments>,
