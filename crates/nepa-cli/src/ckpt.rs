@@ -1,6 +1,11 @@
-//! Checkpoint files on disk: `NAME.safetensors` (official key names, config in metadata),
-//! `NAME.json` (sidecar: config, step, run settings) and `NAME.optim.safetensors` (AdamW
-//! state). Every file is written atomically (temporary file, then rename).
+//! Checkpoints on disk.
+//!
+//! A checkpoint is one safetensors file, `NAME.safetensors`: official key names, the model
+//! config and class names in its metadata, and the sidecar (step, run settings, optimizer
+//! file) in its metadata too, so that writing that one file (atomically: temporary file,
+//! fsync, rename, fsync of the folder) is the unit a crash cannot split. Next to it:
+//! `NAME.optim.safetensors` (AdamW state, written first), `NAME.json` (a readable copy of the
+//! sidecar) and `latest.json` (the sidecar of the newest checkpoint, written last).
 
 use std::fs;
 use std::io::Write;
@@ -8,7 +13,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nepa::NepaConfig;
+use nepa::checkpoint::{CLASSES_METADATA_KEY, metadata_entry, with_metadata};
 use serde::{Deserialize, Serialize};
+
+use crate::fsio::{MAX_CHECKPOINT_BYTES, MAX_SIDECAR_BYTES, read_capped};
+
+/// Safetensors metadata key of the sidecar JSON.
+pub const SIDECAR_METADATA_KEY: &str = "nepa_sidecar";
 
 /// What a sidecar records next to the weights.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,14 +38,53 @@ pub struct Sidecar {
     pub classes: Vec<String>,
     /// The run's settings (learning rate, batch, ablation switches), for resuming.
     pub settings: serde_json::Value,
-    /// File names (relative to the sidecar) of the weights and optimizer state.
+    /// File names (in the sidecar's folder) of the weights and optimizer state.
     pub model_file: String,
     pub optimizer_file: Option<String>,
 }
 
+impl Sidecar {
+    /// Checks what a file could get wrong before anything trusts it.
+    fn validate(&self, origin: &Path) -> Result<()> {
+        self.config
+            .validate()
+            .with_context(|| format!("{}: the stored config", origin.display()))?;
+        if self.step > self.total_steps {
+            bail!(
+                "{}: step {} is past the run's {} steps",
+                origin.display(),
+                self.step,
+                self.total_steps
+            );
+        }
+        for name in std::iter::once(&self.model_file).chain(&self.optimizer_file) {
+            if !is_plain_file_name(name) {
+                bail!(
+                    "{}: `{name}` is not a file name in the checkpoint's folder",
+                    origin.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sidecar may only name files next to it (no path, no `..`).
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\'])
+        && Path::new(name).file_name().is_some_and(|f| f == name)
+}
+
 /// Writes `bytes` to `path` atomically: a crash leaves either the old file or the new one.
+/// The folder is fsynced after the rename so that the new name itself survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!(
         ".{}.tmp",
@@ -43,15 +93,70 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     {
         let mut file =
             fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(bytes)?;
+        file.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         file.sync_all()?;
     }
     fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))?;
+    sync_dir(dir)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing folder {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<()> {
+    // Windows has no directory fsync; its renames are journalled by NTFS.
+    Ok(())
+}
+
+/// Files a run writes into its `--out` folder.
+fn is_run_file(name: &str) -> bool {
+    name == "metrics.jsonl"
+        || name == "latest.json"
+        || ((name.starts_with("step-") || name.starts_with("classifier"))
+            && (name.ends_with(".safetensors") || name.ends_with(".json")))
+}
+
+/// Prepares `--out` for a fresh run: refuses a folder that holds a run unless `overwrite`,
+/// in which case that run's files (only those) are removed.
+pub fn prepare_fresh_out(out: &Path, overwrite: bool) -> Result<()> {
+    let Ok(entries) = fs::read_dir(out) else {
+        return Ok(());
+    };
+    let existing: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| is_run_file(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .collect();
+    if existing.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        bail!(
+            "{} already holds a run ({} files, e.g. {}): give --resume {0} to continue it, \
+             --overwrite to replace it, or another --out",
+            out.display(),
+            existing.len(),
+            existing[0]
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        );
+    }
+    for file in existing {
+        fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+    }
     Ok(())
 }
 
 /// Saves a checkpoint as `dir/name.{safetensors,json,optim.safetensors}`; returns the
-/// weights' path. The sidecar is written last, so a sidecar always names complete files.
+/// weights' path. Order: optimizer state, weights (carrying the sidecar), sidecar copy,
+/// `latest.json`, so whatever a crash leaves, `latest.json` names a complete checkpoint.
 pub fn save(
     dir: &Path,
     name: &str,
@@ -60,7 +165,6 @@ pub fn save(
     mut sidecar: Sidecar,
 ) -> Result<PathBuf> {
     let model_path = dir.join(format!("{name}.safetensors"));
-    write_atomic(&model_path, model)?;
     sidecar.model_file = format!("{name}.safetensors");
     sidecar.optimizer_file = None;
     if let Some(optimizer) = optimizer {
@@ -68,6 +172,14 @@ pub fn save(
         sidecar.optimizer_file = Some(format!("{name}.optim.safetensors"));
     }
     let json = serde_json::to_vec_pretty(&sidecar)?;
+    let mut entries = vec![(SIDECAR_METADATA_KEY, String::from_utf8(json.clone())?)];
+    if !sidecar.classes.is_empty() {
+        entries.push((
+            CLASSES_METADATA_KEY,
+            serde_json::to_string(&sidecar.classes)?,
+        ));
+    }
+    write_atomic(&model_path, &with_metadata(model, &entries)?)?;
     write_atomic(&dir.join(format!("{name}.json")), &json)?;
     write_atomic(&dir.join("latest.json"), &json)?;
     Ok(model_path)
@@ -81,43 +193,53 @@ pub struct Loaded {
     pub path: PathBuf,
 }
 
+fn parse_sidecar(text: &[u8], origin: &Path) -> Result<Sidecar> {
+    let sidecar: Sidecar = serde_json::from_slice(text)
+        .with_context(|| format!("{} is not a nepa checkpoint sidecar", origin.display()))?;
+    sidecar.validate(origin)?;
+    Ok(sidecar)
+}
+
 /// Opens a checkpoint given as a `.safetensors` file, its `.json` sidecar, or a run folder
-/// (its `latest.json`). A bare safetensors file (e.g. an official one) has no sidecar.
+/// (its `latest.json`). The sidecar inside the weights file wins over any `.json` copy; a
+/// bare safetensors file (e.g. an official one) has none.
 pub fn open(path: &Path) -> Result<Loaded> {
-    let sidecar_path = if path.is_dir() {
-        path.join("latest.json")
+    let model_path = if path.is_dir() {
+        let latest = path.join("latest.json");
+        if !latest.exists() {
+            bail!("{} holds no checkpoint (no latest.json)", path.display());
+        }
+        named_model(&latest)?
     } else if path.extension().is_some_and(|e| e == "json") {
+        named_model(path)?
+    } else {
         path.to_path_buf()
-    } else {
-        path.with_extension("json")
     };
-    if path.is_dir() && !sidecar_path.exists() {
-        bail!("{} holds no checkpoint (no latest.json)", path.display());
-    }
-    let sidecar: Option<Sidecar> = if sidecar_path.exists() {
-        let text = fs::read_to_string(&sidecar_path)
-            .with_context(|| format!("reading {}", sidecar_path.display()))?;
-        Some(serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a nepa checkpoint sidecar",
-                sidecar_path.display()
-            )
-        })?)
-    } else {
-        None
-    };
-    let dir = sidecar_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let model_path = match &sidecar {
-        Some(s) => dir.join(&s.model_file),
-        None => path.to_path_buf(),
-    };
-    let model = fs::read(&model_path)
+    let dir = model_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let model = read_capped(&model_path, MAX_CHECKPOINT_BYTES)
         .with_context(|| format!("reading checkpoint {}", model_path.display()))?;
+    let sidecar = match metadata_entry(&model, SIDECAR_METADATA_KEY)
+        .with_context(|| format!("{}", model_path.display()))?
+    {
+        Some(json) => Some(parse_sidecar(json.as_bytes(), &model_path)?),
+        // Files written before the sidecar moved into the weights: the .json next to them.
+        None => {
+            let json = model_path.with_extension("json");
+            if json.exists() {
+                Some(parse_sidecar(
+                    &read_capped(&json, MAX_SIDECAR_BYTES)?,
+                    &json,
+                )?)
+            } else {
+                None
+            }
+        }
+    };
     let optimizer = match sidecar.as_ref().and_then(|s| s.optimizer_file.as_ref()) {
-        Some(f) => Some(fs::read(dir.join(f)).with_context(|| format!("reading {f}"))?),
+        Some(f) => Some(
+            read_capped(&dir.join(f), MAX_CHECKPOINT_BYTES)
+                .with_context(|| format!("reading the optimizer state of {}", path.display()))?,
+        ),
         None => None,
     };
     Ok(Loaded {
@@ -128,10 +250,53 @@ pub fn open(path: &Path) -> Result<Loaded> {
     })
 }
 
+/// The weights file a sidecar (`latest.json` or `NAME.json`) names.
+fn named_model(sidecar_path: &Path) -> Result<PathBuf> {
+    let sidecar = parse_sidecar(&read_capped(sidecar_path, MAX_SIDECAR_BYTES)?, sidecar_path)?;
+    let dir = sidecar_path.parent().unwrap_or(Path::new("."));
+    Ok(dir.join(sidecar.model_file))
+}
+
 /// The config of a checkpoint: its sidecar's, else its metadata's, else inferred.
 pub fn config_of(loaded: &Loaded) -> Result<NepaConfig> {
     if let Some(s) = &loaded.sidecar {
         return Ok(s.config.clone());
     }
-    Ok(nepa::checkpoint::infer_config(&loaded.model)?)
+    nepa::checkpoint::infer_config(&loaded.model)
+        .with_context(|| format!("{}", loaded.path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecars_may_only_name_files_next_to_them() {
+        assert!(is_plain_file_name("step-0000010.safetensors"));
+        for bad in ["", ".", "..", "../x", "/dev/zero", "a/b", "a\\b"] {
+            assert!(!is_plain_file_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_fresh_run_refuses_a_folder_with_a_run_unless_overwrite() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
+        prepare_fresh_out(tmp.path(), false).unwrap();
+        fs::write(tmp.path().join("metrics.jsonl"), "{}").unwrap();
+        fs::write(tmp.path().join("step-0000002.safetensors"), "x").unwrap();
+        let e = prepare_fresh_out(tmp.path(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("already holds a run") && e.contains("--overwrite"),
+            "{e}"
+        );
+        assert!(tmp.path().join("metrics.jsonl").exists());
+        prepare_fresh_out(tmp.path(), true).unwrap();
+        assert!(!tmp.path().join("metrics.jsonl").exists());
+        assert!(!tmp.path().join("step-0000002.safetensors").exists());
+        // Files that are not the run's stay.
+        assert!(tmp.path().join("notes.txt").exists());
+    }
 }

@@ -10,14 +10,14 @@ use clap::Args;
 use nepa::checkpoint::{classifier_tensors, load_backbone, load_classifier, to_safetensors};
 use nepa::image::Augment;
 use nepa::train::{AdamW, AdamWConfig, FinetuneSchedule, argmax_rows, finetune_step};
-use nepa::{ForwardOptions, LoadOptions, NepaClassifier, NepaModel};
+use nepa::{DivergenceGuard, ForwardOptions, LoadOptions, NepaClassifier, NepaModel, StepVerdict};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::ckpt::{self, Sidecar};
 use crate::data::{Dataset, Sampler, Split, make_batch, step_rng};
 use crate::device::{self, DeviceChoice};
-use crate::run::{Metrics, ModelArgs, Progress, interrupt_flag};
+use crate::run::{Metrics, ModelArgs, Progress, interrupt_flag, stored_side};
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
@@ -43,6 +43,9 @@ pub struct FinetuneArgs {
     pub train: FinetuneSettings,
     #[arg(long, default_value = "runs/finetune")]
     pub out: PathBuf,
+    /// Replace a run already in --out (its files are removed first).
+    #[arg(long)]
+    pub overwrite: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     #[arg(long, default_value_t = 50)]
@@ -85,6 +88,40 @@ pub struct FinetuneSettings {
     pub seed: u64,
 }
 
+impl FinetuneSettings {
+    /// Refuses settings no run can use.
+    fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 || self.epochs == 0 {
+            bail!("--batch-size and --epochs must be at least 1");
+        }
+        for (name, lr) in [("--lr", self.lr), ("--head-lr", self.head_lr)] {
+            if !(lr.is_finite() && lr > 0.0) {
+                bail!("{name} must be a positive number, got {lr}");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio)
+            || !(0.0..=1.0).contains(&self.layer_decay)
+            || !(0.0..1.0).contains(&self.label_smoothing)
+        {
+            bail!(
+                "--warmup-ratio and --layer-decay must be in [0, 1], --label-smoothing in [0, 1)"
+            );
+        }
+        if !(self.crop_min_scale > 0.0 && self.crop_min_scale <= 1.0) {
+            bail!(
+                "--crop-min-scale must be in (0, 1], got {}",
+                self.crop_min_scale
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0)
+            || !(self.clip_grad.is_finite() && self.clip_grad >= 0.0)
+        {
+            bail!("--weight-decay and --clip-grad must be ≥ 0");
+        }
+        Ok(())
+    }
+}
+
 /// Top-1 accuracy of `model` on `data`, in batches, without augmentation.
 pub fn accuracy(
     model: &NepaClassifier,
@@ -115,29 +152,28 @@ pub fn accuracy(
 }
 
 pub fn run(args: FinetuneArgs) -> Result<()> {
-    let selected = device::select(args.device)?;
-    let device = selected.device.clone().autodiff();
     let settings = args.train.clone();
-
-    let mut data = Dataset::load(&args.data, Split::Train, 1024)?;
-    if data.labels.is_none() {
+    settings.validate()?;
+    if !(0.0..1.0).contains(&args.val_fraction) {
         bail!(
-            "{} has no labels: use one sub-folder per class, or idx files with labels",
-            args.data.display()
+            "--val-fraction must be in [0, 1), got {}",
+            args.val_fraction
         );
     }
-    if let Some(k) = args.per_class {
-        data.take_per_class(k, settings.seed)?;
+    if args.per_class == Some(0) {
+        bail!("--per-class must be at least 1");
     }
-    let (train, val) = data.split_validation(args.val_fraction, settings.seed);
-    let classes = train.classes.clone();
+    ckpt::prepare_fresh_out(&args.out, args.overwrite)?;
+    let selected = device::select(args.device)?;
+    let device = selected.device.clone().autodiff();
 
     let (backbone, config) = match (&args.init, args.from_scratch) {
         (Some(path), _) => {
             let loaded = ckpt::open(path)?;
             let config = ckpt::config_of(&loaded)?;
             let (backbone, report) =
-                load_backbone(&loaded.model, &config, &device, LoadOptions::default())?;
+                load_backbone(&loaded.model, &config, &device, LoadOptions::default())
+                    .with_context(|| format!("loading {}", loaded.path.display()))?;
             if !report.unused_keys.is_empty() {
                 eprintln!(
                     "note: unused tensors in the checkpoint: {:?}",
@@ -153,6 +189,22 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         }
         (None, false) => bail!("give --init <pretrained checkpoint> or --from-scratch"),
     };
+
+    let mut data = Dataset::load(&args.data, Split::Train, stored_side(&config))?;
+    if data.labels.is_none() {
+        bail!(
+            "{} has no labels: use one sub-folder per class, or idx files with labels",
+            args.data.display()
+        );
+    }
+    if let Some(k) = args.per_class {
+        data.take_per_class(k, settings.seed)?;
+    }
+    let (train, val) = data.split_validation(args.val_fraction, settings.seed);
+    if train.len() == 0 {
+        bail!("no training images are left after the validation split");
+    }
+    let classes = train.classes.clone();
     // Fine-tuning is bidirectional (spec §5) unless --causal.
     let config = config.with_causal(settings.causal);
     let backbone = backbone.set_causal(settings.causal);
@@ -215,6 +267,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     };
 
     let mut last_loss = None;
+    let mut guard = DivergenceGuard::default();
     let mut best = (0.0f64, 0usize);
     for step in 0..total {
         if interrupted.load(Ordering::SeqCst) {
@@ -237,6 +290,8 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         );
         let forward = ForwardOptions::train(&config, &mut rng);
         device.seed(settings.seed ^ (step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        // The state before the step (shared tensors, no copy), put back if the step diverged.
+        let before = (model.clone(), optim.clone());
         let out = finetune_step(
             model,
             &mut optim,
@@ -246,13 +301,35 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             &forward,
             |key| schedule.group(key, step),
         );
-        model = out.model;
         let loss: f32 = out.loss.into_scalar();
-        if !loss.is_finite() {
-            bail!("the loss diverged (non-finite) at step {step}");
+        let grad_norm: Option<f32> = out.grad_norm.map(|n| n.into_scalar());
+        match guard.check(step, loss, grad_norm) {
+            StepVerdict::Apply => {
+                model = out.model;
+                last_loss = Some(loss);
+            }
+            StepVerdict::Skip => {
+                (model, optim) = before;
+                progress.println(format!(
+                    "warning: step {} skipped: loss {loss}, gradient norm {grad_norm:?}",
+                    step + 1
+                ));
+            }
+            StepVerdict::Stop(message) => {
+                model = before.0;
+                progress.finish();
+                let saved = match save(&model, step + 1, last_loss) {
+                    Ok(path) => format!("the last good weights are saved in {}", path.display()),
+                    Err(e) => format!("no checkpoint written ({e:#})"),
+                };
+                bail!("{message}\n{saved}");
+            }
         }
-        last_loss = Some(loss);
-        progress.step(step + 1, format!("loss {loss:.4}"));
+        let skipped = match guard.skipped() {
+            0 => String::new(),
+            n => format!(" ({n} non-finite skipped)"),
+        };
+        progress.step(step + 1, format!("loss {loss:.4}{skipped}"));
         if (step + 1) % per_epoch == 0 {
             let epoch = (step + 1) / per_epoch;
             let val_acc = if val.len() > 0 {
@@ -261,7 +338,8 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
                 f64::NAN
             };
             metrics.log(
-                json!({ "epoch": epoch, "step": step + 1, "loss": loss, "val_accuracy": val_acc }),
+                json!({ "epoch": epoch, "step": step + 1, "loss": loss, "val_accuracy": val_acc,
+                        "skipped_steps": guard.skipped() }),
             )?;
             progress.println(format!(
                 "epoch {epoch}: loss {loss:.4}, validation accuracy {:.2}%",
@@ -304,7 +382,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let device = selected.device;
     let loaded = ckpt::open(&args.checkpoint)?;
     let config = ckpt::config_of(&loaded)?;
-    let data = Dataset::load(&args.data, args.split, 1024)?;
+    let data = Dataset::load(&args.data, args.split, stored_side(&config))?;
     let has_head = safetensors::SafeTensors::deserialize(&loaded.model)
         .map(|f| f.tensor("classifier.weight").is_ok())
         .unwrap_or(false);
@@ -317,7 +395,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         None,
         &device,
         LoadOptions::default(),
-    )?;
+    )
+    .with_context(|| format!("loading {}", loaded.path.display()))?;
     if let Some(sidecar) = &loaded.sidecar
         && !sidecar.classes.is_empty()
         && sidecar.classes != data.classes
@@ -362,7 +441,8 @@ fn eval_backbone(
     data: &Dataset,
     device: &Device,
 ) -> Result<()> {
-    let (model, _) = load_backbone(&loaded.model, config, device, LoadOptions::default())?;
+    let (model, _) = load_backbone(&loaded.model, config, device, LoadOptions::default())
+        .with_context(|| format!("loading {}", loaded.path.display()))?;
     let features = |set: &Dataset| -> Result<(Vec<f32>, f64)> {
         let mut feats = Vec::with_capacity(set.len() * config.hidden_size);
         let mut loss_sum = 0.0;
@@ -404,7 +484,7 @@ fn eval_backbone(
     let Some(test_labels) = &data.labels else {
         return Ok(());
     };
-    let mut memory = Dataset::load(&args.data, Split::Train, 1024)?;
+    let mut memory = Dataset::load(&args.data, Split::Train, stored_side(config))?;
     let n_memory = memory.len().min(5000);
     memory.select(&(0..n_memory).collect::<Vec<_>>());
     let memory_labels = memory

@@ -9,14 +9,14 @@ use clap::Args;
 use nepa::checkpoint::{backbone_tensors, load_backbone, to_safetensors};
 use nepa::image::Augment;
 use nepa::train::{AdamW, AdamWConfig, pretrain_step, warmup_cosine};
-use nepa::{ForwardOptions, LoadOptions, LossOptions, NepaModel};
+use nepa::{DivergenceGuard, ForwardOptions, LoadOptions, LossOptions, NepaModel, StepVerdict};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::ckpt::{self, Sidecar};
 use crate::data::{Dataset, Sampler, Split, make_batch, step_rng};
 use crate::device::{self, DeviceChoice};
-use crate::run::{Metrics, ModelArgs, Progress, interrupt_flag};
+use crate::run::{Metrics, ModelArgs, Progress, interrupt_flag, stored_side};
 
 #[derive(Args, Debug)]
 pub struct PretrainArgs {
@@ -38,6 +38,9 @@ pub struct PretrainArgs {
     /// Continue from a checkpoint (its .safetensors, .json, or the run folder).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Start afresh in an --out that already holds a run, removing that run's files.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Save a checkpoint every N steps (0: only at the end).
     #[arg(long, default_value_t = 500)]
     pub save_every: usize,
@@ -98,6 +101,42 @@ impl PretrainSettings {
         }
     }
 
+    /// Refuses settings no run can use (from the command line or a sidecar).
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            bail!("the batch size must be at least 1");
+        }
+        if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
+            bail!("the run needs at least one step (--steps or --epochs)");
+        }
+        let lr = self.peak_lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("the learning rate must be a positive number, got {lr}");
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            bail!(
+                "--warmup-ratio must be in [0, 1], got {}",
+                self.warmup_ratio
+            );
+        }
+        if !(self.crop_min_scale > 0.0 && self.crop_min_scale <= 1.0) {
+            bail!(
+                "--crop-min-scale must be in (0, 1], got {}",
+                self.crop_min_scale
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("--weight-decay must be ≥ 0, got {}", self.weight_decay);
+        }
+        if !(self.clip_grad.is_finite() && self.clip_grad >= 0.0) {
+            bail!(
+                "--clip-grad must be ≥ 0 (0 disables it), got {}",
+                self.clip_grad
+            );
+        }
+        Ok(())
+    }
+
     pub fn adamw(&self) -> AdamWConfig {
         AdamWConfig {
             max_grad_norm: (self.clip_grad > 0.0).then_some(self.clip_grad),
@@ -126,14 +165,19 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             }
             let settings: PretrainSettings = serde_json::from_value(sidecar.settings.clone())
                 .context("reading the run settings from the sidecar")?;
+            settings
+                .validate()
+                .with_context(|| format!("the run settings stored in {}", path.display()))?;
             let (model, _) = load_backbone(
                 &loaded.model,
                 &sidecar.config,
                 &device,
                 LoadOptions::default(),
-            )?;
+            )
+            .with_context(|| format!("loading {}", loaded.path.display()))?;
             let optim = match &loaded.optimizer {
-                Some(bytes) => AdamW::load_state(settings.adamw(), bytes, &device)?,
+                Some(bytes) => AdamW::load_state(settings.adamw(), bytes, &device)
+                    .with_context(|| format!("the optimizer state of {}", loaded.path.display()))?,
                 None => AdamW::new(settings.adamw()),
             };
             println!(
@@ -144,6 +188,8 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             (sidecar.config, settings, model, optim, sidecar.step)
         }
         None => {
+            args.train.validate()?;
+            ckpt::prepare_fresh_out(&args.out, args.overwrite)?;
             let config = args.model.config()?.with_causal(!args.train.bidirectional);
             device.seed(args.train.seed);
             let model = NepaModel::new(&config, &device)?;
@@ -152,11 +198,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         }
     };
 
-    let data = Dataset::load(
-        &args.data,
-        args.split,
-        4 * config.image_size[0].max(config.image_size[1]),
-    )?;
+    let data = Dataset::load(&args.data, args.split, stored_side(&config))?;
     let sampler = Sampler::new(data.len(), settings.batch_size, settings.seed)?;
     let total = settings
         .steps
@@ -207,6 +249,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         };
 
     let mut last_loss = None;
+    let mut guard = DivergenceGuard::default();
     let mut window = Instant::now();
     let mut window_steps = 0usize;
     for step in start..total {
@@ -228,6 +271,8 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         // Drop-path draws come from the device generator: seed it per step for resumability.
         device.seed(settings.seed ^ (step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let lr = warmup_cosine(step, total, warmup, peak, 0.0);
+        // The state before the step (shared tensors, no copy), put back if the step diverged.
+        let before = (model.clone(), optim.clone());
         let out = pretrain_step(
             model,
             &mut optim,
@@ -237,27 +282,46 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             &forward,
             settings.loss_options(),
         );
-        model = out.model;
         let loss: f32 = out.loss.into_scalar();
         let grad_norm: Option<f32> = out.grad_norm.map(|n| n.into_scalar());
         let similarity: Option<f32> = out.embedding_similarity.map(|s| s.into_scalar());
-        if !loss.is_finite() {
-            let path = save(&model, &optim, step + 1, None)?;
-            bail!(
-                "the loss diverged (non-finite) at step {step}; state saved to {}",
-                path.display()
-            );
+        match guard.check(step, loss, grad_norm) {
+            StepVerdict::Apply => {
+                model = out.model;
+                last_loss = Some(loss);
+            }
+            StepVerdict::Skip => {
+                (model, optim) = before;
+                progress.println(format!(
+                    "warning: step {} skipped: loss {loss}, gradient norm {grad_norm:?} ({} skipped so far)",
+                    step + 1,
+                    guard.skipped()
+                ));
+            }
+            StepVerdict::Stop(message) => {
+                (model, optim) = before;
+                progress.finish();
+                let saved = match save(&model, &optim, step + 1, last_loss) {
+                    Ok(path) => format!("the last good weights are saved in {}", path.display()),
+                    Err(e) => format!("no checkpoint written ({e:#})"),
+                };
+                bail!("{message}\n{saved}");
+            }
         }
-        last_loss = Some(loss);
         window_steps += 1;
         let img_s = (window_steps * settings.batch_size) as f64 / window.elapsed().as_secs_f64();
         metrics.log(json!({
             "step": step + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm,
             "embedding_similarity": similarity, "images_per_sec": img_s,
+            "skipped_steps": guard.skipped(),
         }))?;
+        let skipped = match guard.skipped() {
+            0 => String::new(),
+            n => format!(" ({n} non-finite skipped)"),
+        };
         progress.step(
             step + 1,
-            format!("loss {loss:.4} lr {lr:.2e} {img_s:.0} img/s"),
+            format!("loss {loss:.4} lr {lr:.2e} {img_s:.0} img/s{skipped}"),
         );
         if window_steps >= 20 {
             window = Instant::now();

@@ -64,16 +64,24 @@ impl ModelArgs {
     }
 }
 
-/// Set by Ctrl-C; training loops check it between steps, save and exit.
+/// The longest side a data set keeps its images at: 4× the model's input side. Crops of at
+/// least 8% of the area (the smallest RandomResizedCrop scale) then still have about the
+/// input's resolution, while a folder of 24-megapixel photos does not fill the memory.
+pub fn stored_side(config: &NepaConfig) -> usize {
+    4 * config.image_size[0].max(config.image_size[1])
+}
+
+/// Set by Ctrl-C, SIGTERM (a job scheduler, `kill`, a container stop) or SIGHUP (the
+/// terminal closed); training loops check it between steps, save and exit.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let handler_flag = flag.clone();
-    // A second Ctrl-C while saving falls through to the default (hard exit) behaviour.
+    // A second signal while saving exits at once.
     let _ = ctrlc::set_handler(move || {
         if handler_flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: saving a checkpoint, then exiting (Ctrl-C again to abort)");
+        eprintln!("\ninterrupted: saving a checkpoint, then exiting (interrupt again to abort)");
     });
     flag
 }

@@ -78,9 +78,9 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
             "note: this checkpoint is bidirectional (fine-tuned); the maps are meant for causal pretrained weights"
         );
     }
-    let (model, _) = load_backbone(&loaded.model, &config, &device, LoadOptions::default())?;
-    let bytes =
-        std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
+    let (model, _) = load_backbone(&loaded.model, &config, &device, LoadOptions::default())
+        .with_context(|| format!("loading {}", loaded.path.display()))?;
+    let bytes = crate::fsio::read_capped(&args.image, crate::fsio::MAX_IMAGE_FILE_BYTES)?;
     let image = decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.image.display()))?;
     let [h, w] = config.image_size;
     let pixels = preprocess_eval(&image, h, w);

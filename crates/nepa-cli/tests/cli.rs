@@ -1,49 +1,15 @@
 //! End-to-end tests of the `nepa` binary on tiny generated data (Flex, seconds each).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
 use nepa::image::{RgbImage, to_png};
 use nepa::{LoadOptions, SplitMix64};
 
-fn nepa() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nepa"))
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run nepa");
-    assert!(
-        out.status.success(),
-        "nepa failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Smooth random colour blobs: structured enough that next-patch prediction is learnable.
-fn synthetic_image(rng: &mut SplitMix64, size: usize) -> RgbImage {
-    let (cx, cy) = (rng.uniform(0.0, size as f64), rng.uniform(0.0, size as f64));
-    let colour: [f64; 3] = [rng.next_f64(), rng.next_f64(), rng.next_f64()];
-    let radius = rng.uniform(4.0, size as f64 / 2.0);
-    let mut pixels = Vec::with_capacity(size * size * 3);
-    for y in 0..size {
-        for x in 0..size {
-            let d = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
-            let inside = (1.0 - d / radius).clamp(0.0, 1.0);
-            for c in colour {
-                pixels.push((255.0 * (0.2 + 0.8 * c * inside)) as u8);
-            }
-        }
-    }
-    RgbImage {
-        width: size,
-        height: size,
-        pixels,
-    }
-}
+mod common;
+use common::*;
 
 /// Uniform noise: nothing to predict, so only a collapse can lower the loss much.
 fn noise_folder(dir: &Path, n: usize) -> PathBuf {
@@ -60,61 +26,6 @@ fn noise_folder(dir: &Path, n: usize) -> PathBuf {
         std::fs::write(root.join(format!("{i:03}.png")), to_png(&img)).unwrap();
     }
     root
-}
-
-/// A folder of `n` PNGs in two class sub-folders, plus the given extra files.
-fn image_folder(dir: &Path, n: usize, extra: &[(&str, &[u8])]) -> PathBuf {
-    let root = dir.join("images");
-    let mut rng = SplitMix64::new(42);
-    for i in 0..n {
-        let class = root.join(if i % 2 == 0 { "a" } else { "b" });
-        std::fs::create_dir_all(&class).unwrap();
-        std::fs::write(
-            class.join(format!("{i:03}.png")),
-            to_png(&synthetic_image(&mut rng, 16)),
-        )
-        .unwrap();
-    }
-    for (name, bytes) in extra {
-        std::fs::write(root.join(name), bytes).unwrap();
-    }
-    root
-}
-
-const TINY: [&str; 12] = [
-    "--dim",
-    "32",
-    "--depth",
-    "2",
-    "--heads",
-    "2",
-    "--image-size",
-    "16",
-    "--patch-size",
-    "4",
-    "--device",
-    "flex",
-];
-
-fn pretrain(data: &Path, out: &Path, steps: usize, extra: &[&str]) -> Command {
-    let mut cmd = nepa();
-    cmd.args(["pretrain", "--data"])
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .args(TINY)
-        .args([
-            "--batch-size",
-            "8",
-            "--steps",
-            &steps.to_string(),
-            "--lr",
-            "3e-3",
-            "--seed",
-            "7",
-        ])
-        .args(extra);
-    cmd
 }
 
 /// `(step, value)` of one field of a run's metrics.jsonl.
@@ -260,10 +171,6 @@ fn interrupt_saves_a_checkpoint_that_loads() {
         .unwrap()
         .unwrap();
     nepa::load_backbone(&bytes, &config, &Device::flex(), LoadOptions::default()).unwrap();
-}
-
-fn metrics_steps(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("metrics.jsonl")).map_or(0, |s| s.lines().count())
 }
 
 #[test]

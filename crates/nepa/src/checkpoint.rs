@@ -615,9 +615,7 @@ fn serialize(
                 .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
             // Whoever loads this file later (a resumed run, the page's stored model) trusts it.
             if !crate::guard::all_finite(&values) {
-                return Err(NepaError::NonFinite {
-                    key: t.key.clone(),
-                });
+                return Err(NepaError::NonFinite { key: t.key.clone() });
             }
             Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
         })
@@ -679,4 +677,50 @@ pub async fn classifier_to_safetensors_async(
         .await
         .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
     serialize(tensors, data, config, Some(classes))
+}
+
+/// One string entry of a safetensors file's metadata (`None` if the file has none).
+pub fn metadata_entry(bytes: &[u8], key: &str) -> Result<Option<String>, NepaError> {
+    let (_, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| NepaError::Parse(e.to_string()))?;
+    Ok(metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(key))
+        .cloned())
+}
+
+/// The same safetensors file with `entries` added to (or replacing those in) its metadata.
+///
+/// Only the JSON header is rewritten: tensor offsets are relative to the start of the data
+/// block, so the data is copied unchanged. Lets a caller make one file carry everything a
+/// checkpoint is (weights, config, classes, run state), so that writing that one file is the
+/// atomic unit.
+pub fn with_metadata(bytes: &[u8], entries: &[(&str, String)]) -> Result<Vec<u8>, NepaError> {
+    // Validates the whole file first (header, offsets, lengths).
+    parse(bytes)?;
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("parsed: 8+ bytes"));
+    let header_end = 8 + usize::try_from(header_len).expect("parsed: the header fits");
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..header_end])
+            .map_err(|e| NepaError::Parse(e.to_string()))?;
+    let metadata = header
+        .entry("__metadata__")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    let serde_json::Value::Object(metadata) = metadata else {
+        return Err(NepaError::Parse("`__metadata__` is not an object".into()));
+    };
+    for (key, value) in entries {
+        metadata.insert(key.to_string(), serde_json::Value::String(value.clone()));
+    }
+    let mut json = serde_json::to_vec(&header).map_err(|e| NepaError::Parse(e.to_string()))?;
+    // The format pads the header with spaces so that the data starts 8-byte aligned.
+    while !json.len().is_multiple_of(8) {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - header_end);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[header_end..]);
+    Ok(out)
 }

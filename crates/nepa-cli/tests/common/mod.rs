@@ -1,0 +1,105 @@
+//! Helpers shared by the `nepa` binary's test files: the binary, tiny generated data sets
+//! and a tiny model.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nepa::SplitMix64;
+use nepa::image::{RgbImage, to_png};
+
+pub fn nepa() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nepa"))
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run nepa");
+    assert!(
+        out.status.success(),
+        "nepa failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Smooth random colour blobs: structured enough that next-patch prediction is learnable.
+pub fn synthetic_image(rng: &mut SplitMix64, size: usize) -> RgbImage {
+    let (cx, cy) = (rng.uniform(0.0, size as f64), rng.uniform(0.0, size as f64));
+    let colour: [f64; 3] = [rng.next_f64(), rng.next_f64(), rng.next_f64()];
+    let radius = rng.uniform(4.0, size as f64 / 2.0);
+    let mut pixels = Vec::with_capacity(size * size * 3);
+    for y in 0..size {
+        for x in 0..size {
+            let d = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
+            let inside = (1.0 - d / radius).clamp(0.0, 1.0);
+            for c in colour {
+                pixels.push((255.0 * (0.2 + 0.8 * c * inside)) as u8);
+            }
+        }
+    }
+    RgbImage {
+        width: size,
+        height: size,
+        pixels,
+    }
+}
+
+/// A folder of `n` PNGs in two class sub-folders, plus the given extra files.
+pub fn image_folder(dir: &Path, n: usize, extra: &[(&str, &[u8])]) -> PathBuf {
+    let root = dir.join("images");
+    let mut rng = SplitMix64::new(42);
+    for i in 0..n {
+        let class = root.join(if i % 2 == 0 { "a" } else { "b" });
+        std::fs::create_dir_all(&class).unwrap();
+        std::fs::write(
+            class.join(format!("{i:03}.png")),
+            to_png(&synthetic_image(&mut rng, 16)),
+        )
+        .unwrap();
+    }
+    for (name, bytes) in extra {
+        std::fs::write(root.join(name), bytes).unwrap();
+    }
+    root
+}
+
+pub const TINY: [&str; 12] = [
+    "--dim",
+    "32",
+    "--depth",
+    "2",
+    "--heads",
+    "2",
+    "--image-size",
+    "16",
+    "--patch-size",
+    "4",
+    "--device",
+    "flex",
+];
+
+pub fn pretrain(data: &Path, out: &Path, steps: usize, extra: &[&str]) -> Command {
+    let mut cmd = nepa();
+    cmd.args(["pretrain", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(TINY)
+        .args([
+            "--batch-size",
+            "8",
+            "--steps",
+            &steps.to_string(),
+            "--lr",
+            "3e-3",
+            "--seed",
+            "7",
+        ])
+        .args(extra);
+    cmd
+}
+
+pub fn metrics_steps(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("metrics.jsonl")).map_or(0, |s| s.lines().count())
+}

@@ -1,0 +1,268 @@
+//! Faults and hostile input on the `nepa` binary: a diverging run, signals, a reused output
+//! folder, damaged sidecars and arguments no run can use. Each checks the message and that
+//! nothing already written was lost.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use burn::tensor::Device;
+use nepa::LoadOptions;
+
+mod common;
+use common::*;
+
+/// A failed run: exit status 1 (an error, not a panic's 101) and its stderr.
+fn run_err(cmd: &mut Command) -> String {
+    let out: Output = cmd.output().expect("run nepa");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a clean error:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// Loads a checkpoint's weights as the model crate would and checks every value is finite.
+fn assert_finite_checkpoint(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for (name, view) in file.tensors() {
+        assert!(
+            view.data()
+                .chunks_exact(4)
+                .all(|b| f32::from_le_bytes(b.try_into().unwrap()).is_finite()),
+            "{}: tensor {name} is not finite",
+            path.display()
+        );
+    }
+    let config = nepa::checkpoint::config_from_metadata(&bytes)
+        .unwrap()
+        .unwrap();
+    nepa::load_backbone(&bytes, &config, &Device::flex(), LoadOptions::default()).unwrap();
+}
+
+fn latest(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_only_finite_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 16, &[]);
+    let run = tmp.path().join("run");
+    let stderr = run_err(&mut pretrain(
+        &data,
+        &run,
+        40,
+        &["--lr", "1e30", "--warmup-ratio", "0", "--save-every", "1"],
+    ));
+    assert!(
+        stderr.contains("training diverged") && stderr.contains("non-finite steps in a row"),
+        "{stderr}"
+    );
+    let checkpoints: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("step-") && name.ends_with(".safetensors") && !name.contains("optim")
+        })
+        .collect();
+    assert!(!checkpoints.is_empty(), "{stderr}");
+    for path in &checkpoints {
+        assert_finite_checkpoint(path);
+    }
+    let latest = latest(&run);
+    let named = run.join(latest["model_file"].as_str().unwrap());
+    assert!(checkpoints.contains(&named));
+    // The skipped steps are counted in the metrics.
+    let last: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(last["skipped_steps"].as_u64().unwrap() >= 1, "{last}");
+}
+
+/// Starts a long run and waits until it has logged `steps` steps.
+fn spawn_until(cmd: &mut Command, run: &Path, steps: usize) -> Child {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while metrics_steps(run) < steps {
+        assert!(start.elapsed() < Duration::from_secs(180), "no progress");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+fn terminate(child: Child) -> Output {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn sigterm_leaves_a_resumable_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 16, &[]);
+    let run = tmp.path().join("run");
+    let child = spawn_until(
+        &mut pretrain(&data, &run, 100_000, &["--save-every", "0"]),
+        &run,
+        3,
+    );
+    terminate(child);
+    let first = latest(&run)["step"].as_u64().unwrap() as usize;
+    assert!(first >= 3);
+    assert_finite_checkpoint(&run.join(latest(&run)["model_file"].as_str().unwrap()));
+
+    // Resume in the same folder, let it advance, stop it the same way.
+    let mut resume = nepa();
+    resume
+        .args(["pretrain", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .arg("--resume")
+        .arg(&run)
+        .args(["--device", "flex", "--save-every", "0"]);
+    let out = terminate(spawn_until(&mut resume, &run, first + 2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("at step {first}")), "{stdout}");
+    assert!(latest(&run)["step"].as_u64().unwrap() as usize >= first + 2);
+}
+
+#[test]
+fn a_fresh_run_refuses_a_folder_holding_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 16, &[]);
+    let run = tmp.path().join("run");
+    run_ok(&mut pretrain(&data, &run, 2, &[]));
+    let weights = run.join("step-0000002.safetensors");
+    let before = std::fs::read(&weights).unwrap();
+
+    let stderr = run_err(&mut pretrain(&data, &run, 1, &["--seed", "3"]));
+    assert!(
+        stderr.contains("already holds a run") && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        before,
+        "the old run was touched"
+    );
+    assert_eq!(metrics_steps(&run), 2);
+
+    run_ok(&mut pretrain(&data, &run, 1, &["--overwrite"]));
+    assert_eq!(metrics_steps(&run), 1, "the old metrics were appended to");
+    assert!(!weights.exists());
+}
+
+/// Rewrites the run state a checkpoint carries in its metadata.
+fn edit_sidecar(weights: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let bytes = std::fs::read(weights).unwrap();
+    let json = nepa::checkpoint::metadata_entry(&bytes, "nepa_sidecar")
+        .unwrap()
+        .expect("the checkpoint carries its sidecar");
+    let mut sidecar: serde_json::Value = serde_json::from_str(&json).unwrap();
+    edit(&mut sidecar);
+    let bytes =
+        nepa::checkpoint::with_metadata(&bytes, &[("nepa_sidecar", sidecar.to_string())]).unwrap();
+    std::fs::write(weights, bytes).unwrap();
+}
+
+#[test]
+fn damaged_sidecars_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 16, &[]);
+    let run = tmp.path().join("run");
+    run_ok(&mut pretrain(&data, &run, 2, &[]));
+    let weights = run.join("step-0000002.safetensors");
+    let resume = |from: &Path| {
+        let mut cmd = nepa();
+        cmd.args(["pretrain", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join("resumed"))
+            .arg("--resume")
+            .arg(from)
+            .args(["--device", "flex"]);
+        cmd
+    };
+
+    // A sidecar naming a file outside its folder (a device that never ends, here).
+    let mut sidecar = latest(&run);
+    sidecar["model_file"] = "/dev/zero".into();
+    let evil = run.join("evil.json");
+    std::fs::write(&evil, sidecar.to_string()).unwrap();
+    let stderr = run_err(&mut resume(&evil));
+    assert!(stderr.contains("is not a file name"), "{stderr}");
+
+    // Batch size 0 in the stored settings.
+    edit_sidecar(&weights, |s| s["settings"]["batch_size"] = 0.into());
+    let stderr = run_err(&mut resume(&weights));
+    assert!(stderr.contains("batch size must be at least 1"), "{stderr}");
+
+    // A config no model can have.
+    edit_sidecar(&weights, |s| {
+        s["settings"]["batch_size"] = 8.into();
+        s["config"]["intermediate_size"] = (1u64 << 40).into();
+    });
+    let stderr = run_err(&mut resume(&weights));
+    assert!(stderr.contains("intermediate_size"), "{stderr}");
+}
+
+#[test]
+fn arguments_no_run_can_use_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 16, &[]);
+    let stderr = run_err(&mut pretrain(
+        &data,
+        &tmp.path().join("a"),
+        2,
+        &["--batch-size", "0"],
+    ));
+    assert!(stderr.contains("batch size must be at least 1"), "{stderr}");
+
+    let finetune = |extra: &[&str]| {
+        let mut cmd = nepa();
+        cmd.args(["finetune", "--from-scratch", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join("ft"))
+            .args(TINY)
+            .args(extra);
+        cmd
+    };
+    let stderr = run_err(&mut finetune(&["--val-fraction", "1"]));
+    assert!(
+        stderr.contains("--val-fraction must be in [0, 1)"),
+        "{stderr}"
+    );
+    let stderr = run_err(&mut finetune(&["--per-class", "0"]));
+    assert!(
+        stderr.contains("--per-class must be at least 1"),
+        "{stderr}"
+    );
+    let stderr = run_err(&mut finetune(&["--batch-size", "0"]));
+    assert!(stderr.contains("--batch-size"), "{stderr}");
+}
