@@ -16,6 +16,7 @@ pub mod classifier;
 pub mod config;
 pub mod error;
 pub mod finetune;
+pub mod idx;
 pub mod image;
 pub mod loss;
 pub mod model;
@@ -26,7 +27,7 @@ pub mod viz;
 
 pub use checkpoint::{LoadOptions, LoadReport, load_backbone, load_classifier};
 pub use classifier::NepaClassifier;
-pub use config::{Activation, NepaConfig};
+pub use config::{Activation, MAX_LABELS, MODEL_MEMORY_BUDGET_BYTES, NepaConfig};
 pub use error::NepaError;
 pub use loss::{LossOptions, prediction_loss};
 pub use model::{ForwardOptions, NepaModel, NepaOutput};
