@@ -5,6 +5,7 @@ mod ckpt;
 mod data;
 mod device;
 mod finetune;
+mod fsio;
 mod pretrain;
 mod run;
 mod visualize;
