@@ -441,6 +441,9 @@ fn human_bytes(bytes: u64) -> String {
 mod tests {
     use super::*;
 
+    /// A field name and an edit that makes it invalid.
+    type Case = (&'static str, fn(&mut NepaConfig));
+
     #[test]
     fn presets_match_the_official_parameter_counts() {
         // Spec §2.1: ViT-B pretrain 85,527,552 and ViT-L pretrain 302,967,808.
@@ -476,7 +479,7 @@ mod tests {
 
     #[test]
     fn sizes_above_their_bounds_are_config_errors_naming_the_field() {
-        let cases: [(&str, fn(&mut NepaConfig)); 8] = [
+        let cases: [Case; 8] = [
             ("hidden_size", |c| c.hidden_size = MAX_HIDDEN_SIZE + 4),
             ("num_hidden_layers", |c| {
                 c.num_hidden_layers = MAX_LAYERS + 1
@@ -513,7 +516,7 @@ mod tests {
 
     #[test]
     fn non_finite_floats_are_config_errors() {
-        let cases: [(&str, fn(&mut NepaConfig)); 6] = [
+        let cases: [Case; 6] = [
             ("layerscale_value", |c| c.layerscale_value = f64::NAN),
             ("initializer_range", |c| c.initializer_range = f64::INFINITY),
             ("initializer_range", |c| c.initializer_range = -1.0),
