@@ -2,15 +2,23 @@
 //! MNIST-style idx files (Fashion-MNIST, MNIST). Images are decoded once, with unreadable
 //! files skipped and counted, and kept in memory at a bounded size.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use nepa::SplitMix64;
-use nepa::image::{
-    Augment, RgbImage, augment_train, decode, from_gray, preprocess_eval, resize_bilinear,
-};
+use nepa::idx::{parse_idx_images, parse_idx_labels};
+use nepa::image::{Augment, RgbImage, augment_train, decode, preprocess_eval, resize_bilinear};
+
+use crate::fsio::{read_capped, read_regular};
+
+/// Largest image file read from a data folder: 256 MiB (a larger one is skipped and
+/// counted). The decoder's own pixel limit applies after this.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
+/// Largest idx file read: 1 GiB (Fashion-MNIST's training images are 47 MB).
+pub const MAX_IDX_FILE_BYTES: u64 = 1 << 30;
 
 /// Which part of an idx data set to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +34,8 @@ pub struct Dataset {
     pub classes: Vec<String>,
     /// Files that could not be read as images.
     pub skipped: Vec<(PathBuf, String)>,
+    /// How many of `skipped` are not regular files (FIFOs, sockets, devices): never read.
+    pub not_regular: usize,
     pub source: String,
 }
 
@@ -72,6 +82,13 @@ impl Dataset {
                 dataset.skipped.len() - 5
             );
         }
+        if dataset.not_regular > 0 {
+            eprintln!(
+                "warning: {} of the skipped paths are not regular files (FIFOs, sockets, \
+                 devices) and were not read",
+                dataset.not_regular
+            );
+        }
         Ok(dataset)
     }
 
@@ -81,15 +98,21 @@ impl Dataset {
         let Some(labels) = &self.labels else {
             bail!("--per-class needs labels");
         };
+        if per_class == 0 {
+            bail!("--per-class must be at least 1 (0 would keep no images)");
+        }
         let mut order: Vec<usize> = (0..self.images.len()).collect();
         SplitMix64::new(seed).shuffle(&mut order);
         let mut counts = vec![0usize; self.classes.len()];
         let keep: Vec<usize> = order
             .into_iter()
             .filter(|&i| {
-                let c = labels[i];
-                counts[c] += 1;
-                counts[c] <= per_class
+                // Labels come from the loaders and are below classes.len(); a stray one is
+                // dropped rather than indexing out of bounds.
+                counts.get_mut(labels[i]).is_some_and(|c| {
+                    *c += 1;
+                    *c <= per_class
+                })
             })
             .collect();
         self.select(&keep);
@@ -104,64 +127,48 @@ impl Dataset {
         }
     }
 
-    /// Splits off the last `fraction` of a seeded shuffle as a validation set.
-    pub fn split_validation(mut self, fraction: f64, seed: u64) -> (Self, Self) {
+    /// Splits off the last `fraction` of a seeded shuffle as a validation set. `fraction`
+    /// must be in `[0, 1)` and leave at least one training image.
+    pub fn split_validation(mut self, fraction: f64, seed: u64) -> Result<(Self, Self)> {
+        if !(0.0..1.0).contains(&fraction) {
+            bail!("the validation fraction is {fraction}; it must be in [0, 1)");
+        }
+        let n_val = ((self.images.len() as f64) * fraction).round() as usize;
+        if n_val >= self.images.len() {
+            bail!(
+                "a validation fraction of {fraction} of {} images leaves none for training",
+                self.images.len()
+            );
+        }
         let mut order: Vec<usize> = (0..self.images.len()).collect();
         SplitMix64::new(seed ^ 0x5eed).shuffle(&mut order);
-        let n_val = ((self.images.len() as f64) * fraction).round() as usize;
         let (train, val) = order.split_at(self.images.len() - n_val);
         let mut validation = Self {
             images: self.images.clone(),
             labels: self.labels.clone(),
             classes: self.classes.clone(),
             skipped: vec![],
+            not_regular: 0,
             source: format!("{} (validation split)", self.source),
         };
         validation.select(val);
         self.select(train);
-        (self, validation)
+        Ok((self, validation))
     }
 }
 
-fn read_be_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-/// Reads idx3 images (magic 0x803) and, if given, idx1 labels (magic 0x801).
+/// Reads idx3 images (magic 0x803) and, if given, idx1 labels (magic 0x801). The byte-level
+/// checks are `nepa::idx`'s; errors name the file.
 pub fn load_idx(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
-    let bytes = fs::read(images).with_context(|| format!("reading {}", images.display()))?;
-    if bytes.len() < 16 || read_be_u32(&bytes, 0) != 0x803 {
-        bail!(
-            "{} is not an idx3 image file (bad magic number)",
-            images.display()
-        );
-    }
-    let n = read_be_u32(&bytes, 4) as usize;
-    let (h, w) = (
-        read_be_u32(&bytes, 8) as usize,
-        read_be_u32(&bytes, 12) as usize,
-    );
-    if bytes.len() != 16 + n * h * w {
-        bail!(
-            "{} is truncated: expected {} bytes",
-            images.display(),
-            16 + n * h * w
-        );
-    }
-    let images_out: Vec<RgbImage> = bytes[16..]
-        .chunks_exact(h * w)
-        .map(|gray| from_gray(w, h, gray))
-        .collect();
+    let bytes = read_capped(images, MAX_IDX_FILE_BYTES)?;
+    let parsed = parse_idx_images(&bytes).with_context(|| images.display().to_string())?;
+    let images_out = parsed.to_rgb();
     let labels_out = match labels {
         Some(path) => {
-            let l = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            if l.len() != 8 + n || read_be_u32(&l, 0) != 0x801 {
-                bail!(
-                    "{} is not an idx1 label file for {n} images",
-                    path.display()
-                );
-            }
-            Some(l[8..].iter().map(|&v| v as usize).collect::<Vec<_>>())
+            let l = read_capped(path, MAX_IDX_FILE_BYTES)?;
+            let labels =
+                parse_idx_labels(&l, parsed.count).with_context(|| path.display().to_string())?;
+            Some(labels.iter().map(|&v| usize::from(v)).collect::<Vec<_>>())
         }
         None => None,
     };
@@ -176,11 +183,19 @@ pub fn load_idx(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
         labels: labels_out,
         classes,
         skipped: vec![],
+        not_regular: 0,
         source: images.display().to_string(),
     })
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Lists the files under `dir`, recursively, sorted. `visited` holds the folders already
+/// listed (canonical paths), so a symlink back to a parent folder is not followed forever.
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, visited: &mut HashSet<PathBuf>) -> Result<()> {
+    if let Ok(canonical) = fs::canonicalize(dir)
+        && !visited.insert(canonical)
+    {
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
         .with_context(|| format!("reading folder {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -188,7 +203,7 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            collect_files(&path, out)?;
+            collect_files(&path, out, visited)?;
         } else if !path
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'))
@@ -204,7 +219,7 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// the class of the images below it.
 pub fn load_folder(dir: &Path, max_side: usize) -> Result<Dataset> {
     let mut files = vec![];
-    collect_files(dir, &mut files)?;
+    collect_files(dir, &mut files, &mut HashSet::new())?;
     let class_of = |path: &Path| -> Option<String> {
         let rel = path.strip_prefix(dir).ok()?;
         let mut parts = rel.components();
@@ -221,12 +236,16 @@ pub fn load_folder(dir: &Path, max_side: usize) -> Result<Dataset> {
     let mut images = vec![];
     let mut labels = vec![];
     let mut skipped = vec![];
+    let mut not_regular = 0;
     for file in files {
         // Every file is tried, whatever its extension (formats are sniffed from content);
         // one that does not decode is skipped and counted, never fatal.
-        let bytes = match fs::read(&file) {
+        // Only regular files of a bounded size: a FIFO would block the run and a device
+        // such as /dev/zero would never end.
+        let bytes = match read_regular(&file, MAX_IMAGE_FILE_BYTES) {
             Ok(b) => b,
             Err(e) => {
+                not_regular += usize::from(e.is_not_regular());
                 skipped.push((file, e.to_string()));
                 continue;
             }
@@ -235,8 +254,9 @@ pub fn load_folder(dir: &Path, max_side: usize) -> Result<Dataset> {
             Ok(img) => {
                 images.push(shrink(img, max_side));
                 if labelled {
-                    let class = class_of(&file).expect("labelled");
-                    labels.push(classes.binary_search(&class).expect("known class"));
+                    // `labelled` means every file has a class, all of them in `classes`.
+                    let class = class_of(&file).unwrap_or_default();
+                    labels.push(classes.binary_search(&class).unwrap_or(0));
                 }
             }
             Err(e) => skipped.push((file, e.to_string())),
@@ -247,6 +267,7 @@ pub fn load_folder(dir: &Path, max_side: usize) -> Result<Dataset> {
         labels: labelled.then_some(labels),
         classes: if labelled { classes } else { vec![] },
         skipped,
+        not_regular,
         source: dir.display().to_string(),
     })
 }
@@ -274,6 +295,9 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(n: usize, batch: usize, seed: u64) -> Result<Self> {
+        if batch == 0 {
+            bail!("the batch size must be at least 1");
+        }
         if n < batch {
             bail!("the data set has {n} images, fewer than the batch size {batch}");
         }
@@ -324,4 +348,102 @@ pub fn make_batch(
         }
     }
     Tensor::from_data(TensorData::new(values, [indices.len(), 3, h, w]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nepa::image::to_png;
+
+    fn dataset(n: usize) -> Dataset {
+        Dataset {
+            images: (0..n).map(|_| RgbImage::filled(2, 2, [1, 2, 3])).collect(),
+            labels: Some((0..n).map(|i| i % 2).collect()),
+            classes: vec!["a".into(), "b".into()],
+            skipped: vec![],
+            not_regular: 0,
+            source: "test".into(),
+        }
+    }
+
+    #[test]
+    fn bad_subset_and_split_arguments_are_errors() {
+        let e = dataset(4).take_per_class(0, 1).unwrap_err().to_string();
+        assert!(e.contains("--per-class"), "{e}");
+        let mut data = dataset(10);
+        data.take_per_class(2, 1).unwrap();
+        assert_eq!(data.len(), 4);
+        for fraction in [1.0, 1.5, -0.1, f64::NAN, 0.97] {
+            let e = dataset(10)
+                .split_validation(fraction, 1)
+                .err()
+                .unwrap_or_else(|| panic!("fraction {fraction} accepted"));
+            assert!(e.to_string().contains("validation fraction"), "{e}");
+        }
+        let (train, val) = dataset(10).split_validation(0.2, 1).unwrap();
+        assert_eq!((train.len(), val.len()), (8, 2));
+        assert!(Sampler::new(10, 0, 1).is_err());
+        assert!(Sampler::new(10, 3, 1).is_ok());
+    }
+
+    fn idx_images(count: u32, h: u32, w: u32, data: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in [0x803u32, count, h, w] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.resize(16 + data, 9);
+        out
+    }
+
+    #[test]
+    fn hostile_idx_files_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train-images-idx3-ubyte");
+        for bytes in [
+            idx_images(5, 0, 28, 0),
+            idx_images(u32::MAX, u32::MAX, u32::MAX, 0),
+            idx_images(2, 2, 2, 7),
+        ] {
+            fs::write(&path, bytes).unwrap();
+            let e = format!("{:#}", load_idx(&path, None).err().unwrap());
+            assert!(e.contains("train-images-idx3-ubyte"), "{e}");
+        }
+        fs::write(&path, idx_images(3, 2, 2, 12)).unwrap();
+        let labels = dir.path().join("train-labels-idx1-ubyte");
+        let mut l = 0x801u32.to_be_bytes().to_vec();
+        l.extend_from_slice(&3u32.to_be_bytes());
+        l.extend_from_slice(&[0, 1, 1]);
+        fs::write(&labels, &l).unwrap();
+        let data = load_idx(&path, Some(&labels)).unwrap();
+        assert_eq!(data.len(), 3);
+        assert_eq!(data.classes.len(), 2);
+        fs::write(&labels, &l[..10]).unwrap();
+        let e = format!("{:#}", load_idx(&path, Some(&labels)).err().unwrap());
+        assert!(e.contains("train-labels-idx1-ubyte"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_a_data_folder_is_skipped_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = to_png(&RgbImage::filled(4, 4, [200, 10, 10]));
+        fs::write(dir.path().join("a.png"), &png).unwrap();
+        let fifo = dir.path().join("pipe.png");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !made {
+            eprintln!("mkfifo unavailable: FIFO case not run");
+            return;
+        }
+        // A symlink back to the folder itself must not recurse forever.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let data = load_folder(dir.path(), 64).unwrap();
+        assert_eq!(data.len(), 1);
+        assert_eq!(data.not_regular, 1);
+        let (path, why) = &data.skipped[0];
+        assert_eq!(path, &fifo);
+        assert!(why.contains("not a regular file (a FIFO)"), "{why}");
+    }
 }

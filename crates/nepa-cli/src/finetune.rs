@@ -200,10 +200,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     if let Some(k) = args.per_class {
         data.take_per_class(k, settings.seed)?;
     }
-    let (train, val) = data.split_validation(args.val_fraction, settings.seed);
-    if train.len() == 0 {
-        bail!("no training images are left after the validation split");
-    }
+    let (train, val) = data.split_validation(args.val_fraction, settings.seed)?;
     let classes = train.classes.clone();
     // Fine-tuning is bidirectional (spec §5) unless --causal.
     let config = config.with_causal(settings.causal);

@@ -180,6 +180,13 @@ pub fn run(args: PretrainArgs) -> Result<()> {
                     .with_context(|| format!("the optimizer state of {}", loaded.path.display()))?,
                 None => AdamW::new(settings.adamw()),
             };
+            // A state whose moments do not fit the model is refused now, not at step 1.
+            optim.check_against(&model).with_context(|| {
+                format!(
+                    "the optimizer state of {} does not fit its weights",
+                    loaded.path.display()
+                )
+            })?;
             println!(
                 "resuming {} at step {}",
                 loaded.path.display(),

@@ -80,7 +80,7 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
     }
     let (model, _) = load_backbone(&loaded.model, &config, &device, LoadOptions::default())
         .with_context(|| format!("loading {}", loaded.path.display()))?;
-    let bytes = crate::fsio::read_capped(&args.image, crate::fsio::MAX_IMAGE_FILE_BYTES)?;
+    let bytes = crate::fsio::read_capped(&args.image, crate::data::MAX_IMAGE_FILE_BYTES)?;
     let image = decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.image.display()))?;
     let [h, w] = config.image_size;
     let pixels = preprocess_eval(&image, h, w);
