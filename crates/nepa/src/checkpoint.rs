@@ -615,9 +615,7 @@ fn serialize(
                 .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
             // Whoever loads this file later (a resumed run, the page's stored model) trusts it.
             if !crate::guard::all_finite(&values) {
-                return Err(NepaError::NonFinite {
-                    key: t.key.clone(),
-                });
+                return Err(NepaError::NonFinite { key: t.key.clone() });
             }
             Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
         })
