@@ -11,7 +11,9 @@ use burn::tensor::{Device, Gradients, Tensor, TensorData, Transaction};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::classifier::NepaClassifier;
-use crate::config::{Activation, NepaConfig};
+use crate::config::{
+    Activation, MAX_HIDDEN_SIZE, MAX_INTERMEDIATE_SIZE, MAX_LAYERS, MAX_PATCH_SIZE, NepaConfig,
+};
 use crate::error::NepaError;
 use crate::model::{Dense, NepaAttention, NepaEmbeddings, NepaLayer, NepaMlp, NepaModel, Norm};
 
@@ -210,8 +212,35 @@ pub(crate) fn walk_classifier<V: ParamVisitor>(
 }
 
 /// Converts a safetensors tensor of any float dtype to f32 values.
+///
+/// The data length is checked against the shape (safetensors checks it when parsing too; this
+/// keeps the conversion exact whatever produced the view).
 fn to_f32(key: &str, view: &TensorView<'_>) -> Result<Vec<f32>, NepaError> {
     let bytes = view.data();
+    let width = match view.dtype() {
+        Dtype::F32 => 4,
+        Dtype::F16 | Dtype::BF16 => 2,
+        Dtype::F64 => 8,
+        other => {
+            return Err(NepaError::UnsupportedDType {
+                key: key.to_string(),
+                dtype: format!("{other:?}"),
+            });
+        }
+    };
+    let expected = view
+        .shape()
+        .iter()
+        .try_fold(width, |n: usize, &d| n.checked_mul(d));
+    if expected != Some(bytes.len()) {
+        return Err(NepaError::Parse(format!(
+            "tensor `{key}` has {} bytes of data, but its shape {:?} in {:?} needs {}",
+            bytes.len(),
+            view.shape(),
+            view.dtype(),
+            expected.map_or("more than fits in memory".to_string(), |n| n.to_string())
+        )));
+    }
     let values = match view.dtype() {
         Dtype::F32 => bytes
             .chunks_exact(4)
@@ -225,16 +254,10 @@ fn to_f32(key: &str, view: &TensorView<'_>) -> Result<Vec<f32>, NepaError> {
             .chunks_exact(2)
             .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
-        Dtype::F64 => bytes
+        _ => bytes
             .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
             .collect(),
-        other => {
-            return Err(NepaError::UnsupportedDType {
-                key: key.to_string(),
-                dtype: format!("{other:?}"),
-            });
-        }
     };
     Ok(values)
 }
@@ -362,6 +385,8 @@ pub fn load_backbone(
     device: &Device,
     options: LoadOptions,
 ) -> Result<(NepaModel, LoadReport), NepaError> {
+    // Bounds and memory budget before anything is allocated.
+    config.validate()?;
     let file = parse(bytes)?;
     let prefixed = detect_prefix(&file);
     let model = NepaModel::new(config, device)?;
@@ -380,9 +405,24 @@ pub fn load_classifier(
     device: &Device,
     options: LoadOptions,
 ) -> Result<(NepaClassifier, LoadReport), NepaError> {
+    config.validate()?;
     let file = parse(bytes)?;
     let prefixed = detect_prefix(&file);
-    let file_labels = file.tensor("classifier.weight").ok().map(|v| v.shape()[0]);
+    let file_labels = match file.tensor("classifier.weight") {
+        // `[num_labels, hidden_size]` (PyTorch layout); any other rank is not a head.
+        Ok(view) => match *view.shape() {
+            [labels, _] => Some(labels),
+            _ => {
+                return Err(NepaError::ShapeMismatch {
+                    key: "classifier.weight".into(),
+                    expected: vec![0, config.hidden_size],
+                    found: view.shape().to_vec(),
+                });
+            }
+        },
+        Err(_) => None,
+    };
+    let from_file = num_labels.is_none();
     let num_labels = match (num_labels, file_labels) {
         (Some(n), _) => n,
         (None, Some(n)) => n,
@@ -392,6 +432,15 @@ pub fn load_classifier(
             ));
         }
     };
+    // 1..=MAX_LABELS labels and the whole within the memory budget, before allocating.
+    config
+        .validate_classifier(num_labels)
+        .map_err(|e| match e {
+            NepaError::Config(m) if from_file => {
+                NepaError::Config(format!("checkpoint tensor `classifier.weight`: {m}"))
+            }
+            e => e,
+        })?;
     let model = NepaClassifier::new(config, num_labels, device)?;
     let mut reader = Reader::new(file, device, options);
     let prefix = if prefixed { BACKBONE_PREFIX } else { "" };
@@ -456,16 +505,36 @@ pub fn infer_config(bytes: &[u8]) -> Result<NepaConfig, NepaError> {
                 hint: " (is this a NEPA checkpoint?)".into(),
             })
     };
-    let conv = shape("embeddings.patch_embeddings.projection.weight")?;
-    if conv.len() != 4 || conv[2] != conv[3] {
-        return Err(NepaError::ShapeMismatch {
-            key: format!("{prefix}embeddings.patch_embeddings.projection.weight"),
-            expected: vec![0, 3, 0, 0],
-            found: conv,
-        });
+    // Every shape is checked (rank, then each size within its config bound) before it is
+    // used: a file may hold any shape, including 0-dim tensors and zero or huge sizes.
+    let bad_shape = |key: &str, expected: Vec<usize>, found: Vec<usize>| {
+        Err(NepaError::ShapeMismatch {
+            key: format!("{prefix}{key}"),
+            expected,
+            found,
+        })
+    };
+    let in_bounds = |key: &str, what: &str, value: usize, max: usize| {
+        if value == 0 || value > max {
+            Err(NepaError::Config(format!(
+                "checkpoint tensor `{prefix}{key}` implies {what} {value}; it must be in 1..={max}"
+            )))
+        } else {
+            Ok(value)
+        }
+    };
+    let conv_key = "embeddings.patch_embeddings.projection.weight";
+    let conv = shape(conv_key)?;
+    let [d, channels, patch, patch_w] = conv[..] else {
+        return bad_shape(conv_key, vec![0, 3, 0, 0], conv);
+    };
+    if patch != patch_w || channels != 3 {
+        return bad_shape(conv_key, vec![d, 3, patch, patch], conv);
     }
-    let (d, channels, patch) = (conv[0], conv[1], conv[2]);
-    let layers = (0..)
+    let d = in_bounds(conv_key, "hidden_size", d, MAX_HIDDEN_SIZE)?;
+    let patch = in_bounds(conv_key, "patch_size", patch, MAX_PATCH_SIZE)?;
+    // Counting stops past the bound: validate() then names the excess.
+    let layers = (0..=MAX_LAYERS)
         .take_while(|i| {
             file.tensor(&format!(
                 "{prefix}encoder.layer.{i}.layernorm_before.weight"
@@ -473,16 +542,31 @@ pub fn infer_config(bytes: &[u8]) -> Result<NepaConfig, NepaError> {
             .is_ok()
         })
         .count();
-    let up = shape("encoder.layer.0.intermediate.up_proj.weight")?;
+    let up_key = "encoder.layer.0.intermediate.up_proj.weight";
+    let up = shape(up_key)?;
+    let [intermediate, up_in] = up[..] else {
+        return bad_shape(up_key, vec![0, d], up);
+    };
+    if up_in != d {
+        return bad_shape(up_key, vec![intermediate, d], up);
+    }
+    let intermediate = in_bounds(up_key, "intermediate_size", intermediate, MAX_INTERMEDIATE_SIZE)?;
     let has = |key: &str| file.tensor(&format!("{prefix}{key}")).is_ok();
-    let q_norm = shape("encoder.layer.0.attention.attention.q_norm.weight").ok();
-    let head_dim = q_norm.as_ref().map_or(64, |s| s[0]);
-    let mut config = NepaConfig::new(d, layers, (d / head_dim).max(1));
-    config.intermediate_size = up[0];
+    let q_norm_key = "encoder.layer.0.attention.attention.q_norm.weight";
+    let head_dim = match shape(q_norm_key).ok() {
+        None => None,
+        Some(q_norm) => match q_norm[..] {
+            [head_dim] if head_dim > 0 && d.is_multiple_of(head_dim) => Some(head_dim),
+            _ => return bad_shape(q_norm_key, vec![64], q_norm),
+        },
+    };
+    let heads = head_dim.map_or((d / 64).max(1), |h| d / h);
+    let mut config = NepaConfig::new(d, layers, heads);
+    config.intermediate_size = intermediate;
     config.num_channels = channels;
     config.patch_size = patch;
     config.image_size = [16 * patch, 16 * patch];
-    config.qk_norm_affine = q_norm.is_some();
+    config.qk_norm_affine = head_dim.is_some();
     config.use_gated_mlp = has("encoder.layer.0.intermediate.gate_proj.weight");
     config.hidden_act = if config.use_gated_mlp {
         Activation::Silu

@@ -17,8 +17,10 @@ pub struct NepaClassifier {
 
 impl NepaClassifier {
     /// A new classifier with a random backbone and a zero-initialised head, as the official
-    /// `init_nepa_cls_from_pretrain.py` leaves it.
+    /// `init_nepa_cls_from_pretrain.py` leaves it. `num_labels` must be in
+    /// `1..=`[`crate::config::MAX_LABELS`], and the whole within the memory budget.
     pub fn new(config: &NepaConfig, num_labels: usize, device: &Device) -> Result<Self, NepaError> {
+        config.validate_classifier(num_labels)?;
         Ok(Self::from_backbone(
             NepaModel::new(config, device)?,
             num_labels,

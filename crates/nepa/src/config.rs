@@ -4,6 +4,36 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::NepaError;
 
+// Upper bounds on every size a config file can set. They are far above the published models
+// (ViT-L: D 1024, 24 layers, 16 heads, MLP 4096, 224 px, patch 14) and exist so that a hostile
+// or damaged file is refused by `validate` before anything is allocated.
+
+/// Largest `hidden_size` accepted.
+pub const MAX_HIDDEN_SIZE: usize = 8192;
+/// Largest `num_hidden_layers` accepted.
+pub const MAX_LAYERS: usize = 256;
+/// Largest `num_attention_heads` accepted.
+pub const MAX_HEADS: usize = 256;
+/// Largest `intermediate_size` accepted.
+pub const MAX_INTERMEDIATE_SIZE: usize = 65536;
+/// Largest image height or width (pixels) accepted.
+pub const MAX_IMAGE_SIDE: usize = 4096;
+/// Largest `patch_size` accepted.
+pub const MAX_PATCH_SIZE: usize = 256;
+/// Largest sequence length (CLS + patches) accepted: a 128 × 128 patch grid.
+pub const MAX_SEQ_LEN: usize = 1 + 128 * 128;
+/// Largest number of classes of a classifier head.
+pub const MAX_LABELS: usize = 100_000;
+
+/// Memory the f32 parameters of one model may take: 4 GiB natively (ViT-L is 1.2 GB), 2 GiB
+/// in the browser, whose wasm32 address space is 4 GiB in all.
+#[cfg(not(target_family = "wasm"))]
+pub const MODEL_MEMORY_BUDGET_BYTES: u64 = 4 << 30;
+/// Memory the f32 parameters of one model may take: 4 GiB natively (ViT-L is 1.2 GB), 2 GiB
+/// in the browser, whose wasm32 address space is 4 GiB in all.
+#[cfg(target_family = "wasm")]
+pub const MODEL_MEMORY_BUDGET_BYTES: u64 = 2 << 30;
+
 /// Non-linearity of the MLP (`hidden_act` in the official config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,7 +109,7 @@ impl NepaConfig {
             hidden_size,
             num_hidden_layers,
             num_attention_heads,
-            intermediate_size: 4 * hidden_size,
+            intermediate_size: hidden_size.saturating_mul(4),
             image_size: [224, 224],
             patch_size: 14,
             num_channels: 3,
@@ -187,13 +217,20 @@ impl NepaConfig {
         self
     }
 
+    /// `hidden_size / num_attention_heads` (0 when there are no heads: an invalid config).
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+        self.hidden_size
+            .checked_div(self.num_attention_heads)
+            .unwrap_or(0)
     }
 
     /// Patch grid `(rows, cols)` for an image of `height × width` pixels.
     pub fn grid_for(&self, height: usize, width: usize) -> (usize, usize) {
-        (height / self.patch_size, width / self.patch_size)
+        // checked_div: an unvalidated config may have patch_size 0.
+        (
+            height.checked_div(self.patch_size).unwrap_or(0),
+            width.checked_div(self.patch_size).unwrap_or(0),
+        )
     }
 
     /// Patch grid of the configured image size.
@@ -204,16 +241,42 @@ impl NepaConfig {
     /// Sequence length `1 + rows·cols` (CLS first).
     pub fn seq_len(&self) -> usize {
         let (rows, cols) = self.grid();
-        1 + rows * cols
+        rows.saturating_mul(cols).saturating_add(1)
     }
 
-    /// Checks the invariants the model relies on, with a message naming the field.
+    /// Checks the invariants the model relies on, with a message naming the field: every
+    /// size positive and at most its `MAX_*` bound, the divisibilities the layers need, RGB
+    /// input, finite floats in range, and the parameter memory within
+    /// [`MODEL_MEMORY_BUDGET_BYTES`] ([`NepaError::TooLarge`]). Nothing is allocated, so a
+    /// hostile file is refused before the model is built.
     pub fn validate(&self) -> Result<(), NepaError> {
         let err = |m: String| Err(NepaError::Config(m));
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.num_hidden_layers == 0 {
-            return err(
-                "hidden_size, num_attention_heads and num_hidden_layers must be > 0".into(),
-            );
+        // Upper bounds first: they keep every product below (seq_len, num_params) far from
+        // overflow, and a checkpoint with absurd sizes is named as such.
+        let bounded = [
+            ("hidden_size", self.hidden_size, MAX_HIDDEN_SIZE),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                MAX_INTERMEDIATE_SIZE,
+            ),
+            ("patch_size", self.patch_size, MAX_PATCH_SIZE),
+            ("image_size height", self.image_size[0], MAX_IMAGE_SIDE),
+            ("image_size width", self.image_size[1], MAX_IMAGE_SIDE),
+        ];
+        for (field, value, max) in bounded {
+            if value == 0 || value > max {
+                return err(format!("{field} is {value}; it must be in 1..={max}"));
+            }
+        }
+        if self.num_channels != 3 {
+            // The preprocessing (decode, resize, normalise) only ever makes RGB.
+            return err(format!(
+                "num_channels is {}; only 3 (RGB) is supported",
+                self.num_channels
+            ));
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return err(format!(
@@ -227,22 +290,20 @@ impl NepaConfig {
                 self.head_dim()
             ));
         }
-        if self.patch_size == 0 {
-            return err("patch_size must be > 0".into());
-        }
         let [h, w] = self.image_size;
-        if h == 0
-            || w == 0
-            || !h.is_multiple_of(self.patch_size)
-            || !w.is_multiple_of(self.patch_size)
-        {
+        if !h.is_multiple_of(self.patch_size) || !w.is_multiple_of(self.patch_size) {
             return err(format!(
                 "image_size {h}×{w} must be a positive multiple of patch_size {}",
                 self.patch_size
             ));
         }
-        if self.intermediate_size == 0 || self.num_channels == 0 {
-            return err("intermediate_size and num_channels must be > 0".into());
+        if self.seq_len() > MAX_SEQ_LEN {
+            return err(format!(
+                "image_size {h}×{w} with patch_size {} gives {} tokens; at most {MAX_SEQ_LEN} \
+                 are supported (attention memory grows with its square)",
+                self.patch_size,
+                self.seq_len()
+            ));
         }
         if !(0.0..1.0).contains(&self.drop_path_prob) {
             return err(format!(
@@ -250,14 +311,67 @@ impl NepaConfig {
                 self.drop_path_prob
             ));
         }
-        if self.layer_norm_eps.is_nan()
-            || self.layer_norm_eps <= 0.0
-            || self.rope_theta.is_nan()
-            || self.rope_theta <= 0.0
-        {
-            return err("layer_norm_eps and rope_theta must be > 0".into());
+        let positive = [
+            ("layer_norm_eps", self.layer_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ];
+        for (field, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return err(format!("{field} is {value}; it must be finite and > 0"));
+            }
         }
-        Ok(())
+        if !self.layerscale_value.is_finite() {
+            return err(format!(
+                "layerscale_value is {}; it must be finite",
+                self.layerscale_value
+            ));
+        }
+        if !(self.initializer_range.is_finite() && self.initializer_range >= 0.0) {
+            return err(format!(
+                "initializer_range is {}; it must be finite and >= 0",
+                self.initializer_range
+            ));
+        }
+        if let Some(rescale) = self.pos_embed_rescale
+            && !rescale.is_finite()
+        {
+            return err(format!(
+                "pos_embed_rescale is {rescale}; it must be finite (or null)"
+            ));
+        }
+        check_budget("the model", self.param_bytes())
+    }
+
+    /// As [`NepaConfig::validate`], for a classifier with `num_labels` classes: the labels in
+    /// `1..=`[`MAX_LABELS`] and backbone plus head within the memory budget.
+    pub fn validate_classifier(&self, num_labels: usize) -> Result<(), NepaError> {
+        self.validate()?;
+        if num_labels == 0 || num_labels > MAX_LABELS {
+            return Err(NepaError::Config(format!(
+                "the classifier has {num_labels} labels; it must have 1..={MAX_LABELS}"
+            )));
+        }
+        check_budget("the classifier", self.classifier_param_bytes(num_labels))
+    }
+
+    /// Bytes of the backbone's parameters in f32, saturating at `u64::MAX` (never overflows,
+    /// whatever the sizes): what [`NepaConfig::validate`] holds against the budget.
+    pub fn param_bytes(&self) -> u64 {
+        self.num_params_u64().saturating_mul(4)
+    }
+
+    /// Bytes of a classifier's parameters in f32 (backbone, `fc_norm`, `classifier`),
+    /// saturating.
+    pub fn classifier_param_bytes(&self, num_labels: usize) -> u64 {
+        let d = self.hidden_size as u64;
+        let labels = num_labels as u64;
+        // fc_norm weight + bias, classifier weight [d, labels] + bias.
+        let head = d
+            .saturating_mul(2)
+            .saturating_add(d.saturating_add(1).saturating_mul(labels));
+        self.num_params_u64()
+            .saturating_add(head)
+            .saturating_mul(4)
     }
 
     /// Stochastic-depth rate of layer `index` (`linspace(0, p, L)`).
@@ -268,22 +382,60 @@ impl NepaConfig {
         self.drop_path_prob * index as f64 / (self.num_hidden_layers - 1) as f64
     }
 
-    /// Number of parameters of the backbone (no classification head).
+    /// Number of parameters of the backbone (no classification head), saturating at
+    /// `usize::MAX` for sizes no valid config has.
     pub fn num_params(&self) -> usize {
-        let d = self.hidden_size;
-        let i = self.intermediate_size;
-        let p = self.patch_size;
-        let embed = d * self.num_channels * p * p + d + d;
+        usize::try_from(self.num_params_u64()).unwrap_or(usize::MAX)
+    }
+
+    /// [`NepaConfig::num_params`] in saturating u64 arithmetic: a config read from a file
+    /// may hold any sizes, and counting them must not overflow (nor panic in debug builds).
+    fn num_params_u64(&self) -> u64 {
+        let d = self.hidden_size as u64;
+        let i = self.intermediate_size as u64;
+        let p = self.patch_size as u64;
+        let c = self.num_channels as u64;
+        let heads = (self.num_attention_heads as u64).max(1);
+        let (add, mul) = (u64::saturating_add, u64::saturating_mul);
+        let embed = add(mul(mul(d, c), mul(p, p)), mul(2, d));
         let qk_norm = if self.qk_norm && self.qk_norm_affine {
-            2 * self.head_dim()
+            mul(2, d / heads)
         } else {
             0
         };
-        let attention = 4 * (d * d + d) + qk_norm;
-        let mlp_in = if self.use_gated_mlp { 2 } else { 1 } * (d * i + i);
-        let mlp = mlp_in + i * d + d;
-        let layer = 2 * (2 * d) + attention + mlp + 2 * d;
-        embed + self.num_hidden_layers * layer + 2 * d
+        let attention = add(mul(4, add(mul(d, d), d)), qk_norm);
+        let gates = if self.use_gated_mlp { 2 } else { 1 };
+        let mlp_in = mul(gates, add(mul(d, i), i));
+        let mlp = add(add(mlp_in, mul(i, d)), d);
+        let layer = add(add(add(mul(4, d), attention), mlp), mul(2, d));
+        add(
+            add(embed, mul(self.num_hidden_layers as u64, layer)),
+            mul(2, d),
+        )
+    }
+}
+
+/// Checks `bytes` of f32 parameters against [`MODEL_MEMORY_BUDGET_BYTES`].
+fn check_budget(what: &str, bytes: u64) -> Result<(), NepaError> {
+    if bytes > MODEL_MEMORY_BUDGET_BYTES {
+        return Err(NepaError::TooLarge(format!(
+            "{what} would need {} of f32 parameters ({bytes} bytes), over the budget of {} \
+             ({MODEL_MEMORY_BUDGET_BYTES} bytes)",
+            human_bytes(bytes),
+            human_bytes(MODEL_MEMORY_BUDGET_BYTES)
+        )));
+    }
+    Ok(())
+}
+
+/// `bytes` in GiB or MiB, one decimal.
+fn human_bytes(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let b = bytes as f64;
+    if b >= 1024.0 * MIB {
+        format!("{:.1} GiB", b / (1024.0 * MIB))
+    } else {
+        format!("{:.1} MiB", b / MIB)
     }
 }
 
@@ -322,5 +474,110 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("multiple of patch_size"), "{e}");
+    }
+
+    #[test]
+    fn sizes_above_their_bounds_are_config_errors_naming_the_field() {
+        let cases: [(&str, fn(&mut NepaConfig)); 8] = [
+            ("hidden_size", |c| c.hidden_size = MAX_HIDDEN_SIZE + 4),
+            ("num_hidden_layers", |c| c.num_hidden_layers = MAX_LAYERS + 1),
+            ("num_attention_heads", |c| {
+                c.num_attention_heads = MAX_HEADS + 1
+            }),
+            ("intermediate_size", |c| c.intermediate_size = usize::MAX),
+            ("patch_size", |c| c.patch_size = MAX_PATCH_SIZE * 2),
+            ("image_size height", |c| c.image_size = [usize::MAX, 224]),
+            ("image_size width", |c| c.image_size = [224, MAX_IMAGE_SIDE + 14]),
+            ("num_channels", |c| c.num_channels = 1),
+        ];
+        for (field, set) in cases {
+            let mut config = NepaConfig::tiny();
+            set(&mut config);
+            let e = config.validate().unwrap_err();
+            assert!(matches!(e, NepaError::Config(_)), "{field}: {e:?}");
+            assert!(e.to_string().contains(field), "{field}: {e}");
+        }
+        // 4096 px at patch 1 is within each bound but is 16.8 M tokens.
+        let e = NepaConfig::tiny()
+            .with_patch_size(1)
+            .with_image_size(4096, 4096)
+            .validate()
+            .unwrap_err();
+        assert!(matches!(e, NepaError::Config(_)) && e.to_string().contains("tokens"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_floats_are_config_errors() {
+        let cases: [(&str, fn(&mut NepaConfig)); 6] = [
+            ("layerscale_value", |c| c.layerscale_value = f64::NAN),
+            ("initializer_range", |c| c.initializer_range = f64::INFINITY),
+            ("initializer_range", |c| c.initializer_range = -1.0),
+            ("pos_embed_rescale", |c| c.pos_embed_rescale = Some(f64::NAN)),
+            ("layer_norm_eps", |c| c.layer_norm_eps = f64::INFINITY),
+            ("rope_theta", |c| c.rope_theta = f64::NAN),
+        ];
+        for (field, set) in cases {
+            let mut config = NepaConfig::tiny();
+            set(&mut config);
+            let e = config.validate().unwrap_err();
+            assert!(matches!(e, NepaError::Config(_)), "{field}: {e:?}");
+            assert!(e.to_string().contains(field), "{field}: {e}");
+        }
+        let e = NepaConfig::tiny().with_drop_path(f64::NAN).validate();
+        assert!(matches!(e, Err(NepaError::Config(_))));
+    }
+
+    #[test]
+    fn the_memory_budget_is_checked_without_overflow() {
+        // Every size within its bound, the whole far over the budget.
+        let config = NepaConfig::new(MAX_HIDDEN_SIZE, MAX_LAYERS, 64)
+            .with_intermediate_size(MAX_INTERMEDIATE_SIZE);
+        let e = config.validate().unwrap_err();
+        assert!(matches!(e, NepaError::TooLarge(_)), "{e:?}");
+        let message = e.to_string();
+        assert!(message.contains("budget") && message.contains("GiB"), "{message}");
+        assert!(config.param_bytes() > MODEL_MEMORY_BUDGET_BYTES);
+        // Hostile sizes saturate instead of overflowing.
+        let mut huge = NepaConfig::tiny();
+        huge.hidden_size = usize::MAX;
+        huge.intermediate_size = usize::MAX;
+        huge.num_hidden_layers = usize::MAX;
+        assert_eq!(huge.param_bytes(), u64::MAX);
+        assert_eq!(huge.num_params(), usize::MAX);
+        assert_eq!(NepaConfig::large().param_bytes(), 4 * 302_967_808);
+        NepaConfig::large().validate().unwrap();
+    }
+
+    #[test]
+    fn classifier_labels_are_bounded() {
+        let config = NepaConfig::tiny();
+        config.validate_classifier(10).unwrap();
+        for labels in [0, MAX_LABELS + 1] {
+            let e = config.validate_classifier(labels).unwrap_err();
+            assert!(matches!(e, NepaError::Config(_)), "{e:?}");
+            assert!(e.to_string().contains("labels"), "{e}");
+        }
+        // Each within bounds, together over the budget.
+        let wide = NepaConfig::new(MAX_HIDDEN_SIZE, 1, 64).with_intermediate_size(4);
+        wide.validate().unwrap();
+        let e = wide.validate_classifier(MAX_LABELS).unwrap_err();
+        assert!(matches!(e, NepaError::TooLarge(_)), "{e:?}");
+    }
+
+    #[test]
+    fn hostile_json_is_an_error_not_a_panic() {
+        for json in [
+            r#"{"hidden_size": 0}"#,
+            r#"{"hidden_size": 18446744073709551615}"#,
+            r#"{"num_attention_heads": 0}"#,
+            r#"{"patch_size": 0}"#,
+            r#"{"image_size": [0, 224]}"#,
+            r#"{"num_channels": 1}"#,
+            r#"{"hidden_size": -1}"#,
+            r#"{"layerscale_value": 1e999}"#,
+            r#"{"num_hidden_layers": 1e9}"#,
+        ] {
+            assert!(NepaConfig::from_json(json).is_err(), "{json}");
+        }
     }
 }

@@ -7,6 +7,10 @@ use thiserror::Error;
 pub enum NepaError {
     #[error("invalid config: {0}")]
     Config(String),
+    /// Sizes that are each within bounds but together would need more memory than the crate
+    /// allows (see `config::MODEL_MEMORY_BUDGET_BYTES`); refused before allocating.
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("invalid input: {0}")]
     Input(String),
     #[error("checkpoint is not a valid safetensors file: {0}")]

@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod finetune;
 pub mod guard;
+pub mod idx;
 pub mod image;
 pub mod loss;
 pub mod model;
@@ -27,7 +28,7 @@ pub mod viz;
 
 pub use checkpoint::{LoadOptions, LoadReport, load_backbone, load_classifier};
 pub use classifier::NepaClassifier;
-pub use config::{Activation, NepaConfig};
+pub use config::{Activation, MAX_LABELS, MODEL_MEMORY_BUDGET_BYTES, NepaConfig};
 pub use error::NepaError;
 pub use guard::{DivergenceGuard, StepVerdict};
 pub use loss::{LossOptions, prediction_loss};

@@ -264,34 +264,117 @@ impl AdamW {
     }
 
     /// Restores the state written by [`AdamW::state_tensors`] (as safetensors bytes).
+    ///
+    /// Every tensor is checked before use: F32 only; for each parameter key, `step.<key>`
+    /// holds exactly one finite, non-negative whole number (at most [`MAX_STATE_STEP`]), and
+    /// `exp_avg.<key>` and `exp_avg_sq.<key>` both exist, are 1-D, have the same length and
+    /// hold finite values (`exp_avg_sq` also non-negative). A tensor with any other name is
+    /// an error naming it. Check the result against the model with
+    /// [`AdamW::check_against`] before training.
     pub fn load_state(
         config: AdamWConfig,
         bytes: &[u8],
         device: &burn::tensor::Device,
     ) -> Result<Self, NepaError> {
         let file = safetensors::SafeTensors::deserialize(bytes)
-            .map_err(|e| NepaError::Parse(e.to_string()))?;
-        let read = |name: &str| -> Result<Vec<f32>, NepaError> {
+            .map_err(|e| NepaError::Parse(format!("optimizer state: {e}")))?;
+        let bad = |name: &str, what: String| {
+            NepaError::Parse(format!("optimizer state tensor `{name}` {what}"))
+        };
+        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), NepaError> {
             let view = file.tensor(name).map_err(|_| NepaError::MissingTensor {
                 key: name.to_string(),
                 expected: vec![],
                 hint: " (optimizer state)".into(),
             })?;
-            Ok(view
+            if view.dtype() != safetensors::Dtype::F32 {
+                return Err(bad(name, format!("has dtype {:?}; expected F32", view.dtype())));
+            }
+            let expected = view
+                .shape()
+                .iter()
+                .try_fold(4usize, |n, &d| n.checked_mul(d));
+            if expected != Some(view.data().len()) {
+                return Err(bad(
+                    name,
+                    format!(
+                        "has {} bytes of data for shape {:?}",
+                        view.data().len(),
+                        view.shape()
+                    ),
+                ));
+            }
+            let values: Vec<f32> = view
                 .data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
+                .collect();
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                return Err(bad(name, format!("holds a non-finite value ({v})")));
+            }
+            Ok((view.shape().to_vec(), values))
         };
+        let mut names = file.names();
+        names.sort_unstable();
         let mut moments = HashMap::new();
-        for name in file.names() {
+        for &name in &names {
             let Some(key) = name.strip_prefix("step.") else {
-                continue;
+                // Moments are read with their step; anything else is not optimizer state.
+                let key = name
+                    .strip_prefix("exp_avg_sq.")
+                    .or_else(|| name.strip_prefix("exp_avg."));
+                match key {
+                    Some(key) if names.contains(&format!("step.{key}").as_str()) => continue,
+                    Some(key) => {
+                        return Err(NepaError::MissingTensor {
+                            key: format!("step.{key}"),
+                            expected: vec![1],
+                            hint: format!(" (optimizer state has `{name}` but no step for it)"),
+                        });
+                    }
+                    None => {
+                        return Err(bad(
+                            name,
+                            "is not optimizer state (expected step.*, exp_avg.*, exp_avg_sq.*)"
+                                .into(),
+                        ));
+                    }
+                }
             };
-            let step = read(name)?[0] as u64;
-            let exp_avg = read(&format!("exp_avg.{key}"))?;
-            let exp_avg_sq = read(&format!("exp_avg_sq.{key}"))?;
+            let (_, step) = read(name)?;
+            let step = match step[..] {
+                [s] if s >= 0.0 && s.fract() == 0.0 && s <= MAX_STATE_STEP as f32 => s as u64,
+                [s] => {
+                    return Err(bad(
+                        name,
+                        format!("is {s}; a step count is a whole number in 0..={MAX_STATE_STEP}"),
+                    ));
+                }
+                _ => {
+                    return Err(bad(
+                        name,
+                        format!("has {} values; a step count is one value", step.len()),
+                    ));
+                }
+            };
+            let avg_name = format!("exp_avg.{key}");
+            let sq_name = format!("exp_avg_sq.{key}");
+            let (avg_shape, exp_avg) = read(&avg_name)?;
+            let (sq_shape, exp_avg_sq) = read(&sq_name)?;
             let n = exp_avg.len();
+            if avg_shape != [n] {
+                return Err(bad(&avg_name, format!("has shape {avg_shape:?}; expected 1-D")));
+            }
+            if sq_shape != [n] {
+                return Err(NepaError::ShapeMismatch {
+                    key: sq_name,
+                    expected: vec![n],
+                    found: sq_shape,
+                });
+            }
+            if let Some(v) = exp_avg_sq.iter().find(|v| **v < 0.0) {
+                return Err(bad(&sq_name, format!("holds a negative value ({v})")));
+            }
             moments.insert(
                 key.to_string(),
                 Moments {
@@ -302,6 +385,56 @@ impl AdamW {
             );
         }
         Ok(Self { config, moments })
+    }
+
+    /// Checks the state against the model it will update, before training starts: every key
+    /// must be one of the model's parameters (official names, as [`AdamW::step`] uses them)
+    /// with as many elements as its moments. Otherwise the first update would fail deep
+    /// inside the tensor library.
+    pub fn check_against<M: Walkable + Clone>(&self, model: &M) -> Result<(), NepaError> {
+        let mut sizes = ParamSizes(HashMap::new());
+        model.clone().walk_params(&mut sizes)?;
+        let mut keys: Vec<&String> = self.moments.keys().collect();
+        keys.sort();
+        for key in keys {
+            let n = self.moments[key].exp_avg.dims()[0];
+            match sizes.0.get(key.as_str()) {
+                None => {
+                    return Err(NepaError::Input(format!(
+                        "the optimizer state has moments for `{key}`, which this model does \
+                         not have (was the state saved with another model?)"
+                    )));
+                }
+                Some(&expected) if expected != n => {
+                    return Err(NepaError::ShapeMismatch {
+                        key: format!("exp_avg.{key}"),
+                        expected: vec![expected],
+                        found: vec![n],
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The largest per-parameter step count [`AdamW::load_state`] accepts (2^30): far beyond
+/// any run, and the bias corrections raise β to it as an `i32`.
+pub const MAX_STATE_STEP: u64 = 1 << 30;
+
+/// Element counts of a model's parameters by official key.
+struct ParamSizes(HashMap<String, usize>);
+
+impl ParamVisitor for ParamSizes {
+    fn visit<const D: usize>(
+        &mut self,
+        key: String,
+        param: Param<Tensor<D>>,
+        _transposed: bool,
+    ) -> Result<Param<Tensor<D>>, NepaError> {
+        self.0.insert(key, param.dims().iter().product());
+        Ok(param)
     }
 }
 
@@ -483,8 +616,12 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[usize], smoothing: f64) -> Ten
     (log_softmax(logits, 1) * target).sum_dim(1).mean().neg()
 }
 
-/// Top-1 predictions of a batch of logits (host side).
+/// Top-1 predictions of a batch of logits (host side). With `classes == 0` there is no
+/// prediction to make: the result is empty.
 pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
+    if classes == 0 {
+        return Vec::new();
+    }
     logits
         .chunks(classes)
         .map(|row| {
@@ -584,5 +721,6 @@ mod tests {
     #[test]
     fn argmax() {
         assert_eq!(argmax_rows(&[0.1, 0.9, 0.0, 2.0, 1.0, 3.0], 3), vec![1, 2]);
+        assert_eq!(argmax_rows(&[0.1, 0.9], 0), Vec::<usize>::new());
     }
 }

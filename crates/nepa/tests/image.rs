@@ -325,6 +325,23 @@ fn alpha_is_composited_over_white() {
 }
 
 #[test]
+fn sixteen_bit_alpha_is_converted_without_a_float_copy() {
+    // Converting through RGBA f32 took 16 bytes a pixel, twice the decoded 16-bit buffer.
+    let (w, h) = (256u32, 128u32);
+    let rgba16 = ImageBuffer::from_fn(w, h, |x, y| {
+        Rgba([(x * 256) as u16, (y * 512) as u16, 0, ((x + y) * 170) as u16])
+    });
+    let png = encode(DynamicImage::ImageRgba16(rgba16), ImageFormat::Png);
+    let (out, largest) = largest_allocation(|| decode(&png).unwrap());
+    assert_eq!((out.width, out.height), (256, 128));
+    let pixels = (w * h) as usize;
+    assert!(
+        largest <= pixels * 8 + 64 * 1024,
+        "largest allocation {largest} bytes for {pixels} pixels"
+    );
+}
+
+#[test]
 fn exif_orientation_6_rotates_clockwise() {
     let stored = red_corner(); // 48 wide × 32 high, red block top-left
     let jpeg = encode(as_dynamic(&stored), ImageFormat::Jpeg);
