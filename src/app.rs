@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use nepa::image::{RgbImage, decode};
+use nepa::image::{RgbImage, decode_with_warnings};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::HtmlInputElement;
@@ -184,17 +184,29 @@ impl Clone for State {
     }
 }
 
+/// Decodes an uploaded image. Damage the decoder worked around (a truncated JPEG, its missing
+/// part grey) comes back as warnings naming the file: the image is still usable, but the user
+/// must know it is not what the file was meant to hold.
+pub(crate) fn decode_upload(name: &str, bytes: &[u8]) -> Result<(RgbImage, Vec<String>), String> {
+    let (image, warnings) = decode_with_warnings(bytes).map_err(|e| format!("{name}: {e}"))?;
+    let warnings = warnings
+        .into_iter()
+        .map(|w| format!("{name}: {w} (the image was added)"))
+        .collect();
+    Ok((image, warnings))
+}
+
 /// Reads a browser `File` into bytes. Files over the download cap are refused before reading:
 /// copying them into wasm memory could fail to allocate, which aborts the page.
 pub(crate) async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
     let cap = download::MAX_DOWNLOAD_BYTES;
     if file.size() > cap as f64 {
         return Err(format!(
-            "{}: the file is too large ({:.1} MB); the page accepts at most {} MiB (the \
-             browser's wasm32 memory of 4 GiB must also hold the parsed model)",
+            "{}: the file is too large ({:.1} MB); the page accepts at most {} GiB (the \
+             browser's wasm32 memory, 4 GiB at most, must also hold the parsed model)",
             file.name(),
             file.size() / 1e6,
-            cap >> 20
+            cap >> 30
         ));
     }
     let buffer = JsFuture::from(file.array_buffer())
@@ -266,9 +278,14 @@ async fn ingest(
             }
             continue;
         }
-        match decode(&bytes) {
-            Ok(image) => images.push(Rc::new(Upload { name, image })),
-            Err(e) => dispatch.dispatch(Action::Error(format!("{name}: {e}"))),
+        match decode_upload(&name, &bytes) {
+            Ok((image, warnings)) => {
+                for warning in warnings {
+                    dispatch.dispatch(Action::Error(warning));
+                }
+                images.push(Rc::new(Upload { name, image }));
+            }
+            Err(e) => dispatch.dispatch(Action::Error(e)),
         }
     }
     if !images.is_empty() {

@@ -100,12 +100,15 @@ fn mb(bytes: u64) -> String {
 
 /// The message for a download over the cap.
 fn too_large(url: &str, what: String, cap: u64) -> String {
+    let cap = if cap >= 1 << 30 && cap % (1 << 30) == 0 {
+        format!("{} GiB", cap >> 30)
+    } else {
+        mb(cap)
+    };
     format!(
-        "{url}: the download is too large: {what}, but the page accepts at most {} ({} MiB: \
-         the browser's wasm32 memory of 4 GiB must also hold the parsed model); nothing was \
-         loaded",
-        mb(cap),
-        cap >> 20
+        "{url}: the download is too large: {what}, but the page accepts at most {cap} (the \
+         browser's wasm32 memory, 4 GiB at most, must also hold the parsed model); nothing was \
+         loaded"
     )
 }
 

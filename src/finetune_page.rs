@@ -21,7 +21,7 @@ use web_sys::HtmlInputElement;
 use web_time::Instant;
 use yew::prelude::*;
 
-use crate::app::{Upload, file_bytes, take_input_files};
+use crate::app::{Upload, decode_upload, file_bytes, take_input_files};
 use crate::chart::{Chart, Series};
 use crate::download::fetch_bytes;
 use crate::engine::{LoadedModel, batch_pixels, classify, read};
@@ -160,12 +160,15 @@ async fn read_files(files: Vec<web_sys::File>) -> (Vec<Rc<Upload>>, Vec<String>)
                 continue;
             }
         };
-        match decode(&bytes) {
-            Ok(image) => images.push(Rc::new(Upload {
-                name: file.name(),
-                image,
-            })),
-            Err(e) => errors.push(format!("{}: {e}", file.name())),
+        match decode_upload(&file.name(), &bytes) {
+            Ok((image, warnings)) => {
+                errors.extend(warnings);
+                images.push(Rc::new(Upload {
+                    name: file.name(),
+                    image,
+                }));
+            }
+            Err(e) => errors.push(e),
         }
     }
     (images, errors)

@@ -550,7 +550,12 @@ pub fn infer_config(bytes: &[u8]) -> Result<NepaConfig, NepaError> {
     if up_in != d {
         return bad_shape(up_key, vec![intermediate, d], up);
     }
-    let intermediate = in_bounds(up_key, "intermediate_size", intermediate, MAX_INTERMEDIATE_SIZE)?;
+    let intermediate = in_bounds(
+        up_key,
+        "intermediate_size",
+        intermediate,
+        MAX_INTERMEDIATE_SIZE,
+    )?;
     let has = |key: &str| file.tensor(&format!("{prefix}{key}")).is_ok();
     let q_norm_key = "encoder.layer.0.attention.attention.q_norm.weight";
     let head_dim = match shape(q_norm_key).ok() {

@@ -369,9 +369,7 @@ impl NepaConfig {
         let head = d
             .saturating_mul(2)
             .saturating_add(d.saturating_add(1).saturating_mul(labels));
-        self.num_params_u64()
-            .saturating_add(head)
-            .saturating_mul(4)
+        self.num_params_u64().saturating_add(head).saturating_mul(4)
     }
 
     /// Stochastic-depth rate of layer `index` (`linspace(0, p, L)`).
@@ -480,14 +478,18 @@ mod tests {
     fn sizes_above_their_bounds_are_config_errors_naming_the_field() {
         let cases: [(&str, fn(&mut NepaConfig)); 8] = [
             ("hidden_size", |c| c.hidden_size = MAX_HIDDEN_SIZE + 4),
-            ("num_hidden_layers", |c| c.num_hidden_layers = MAX_LAYERS + 1),
+            ("num_hidden_layers", |c| {
+                c.num_hidden_layers = MAX_LAYERS + 1
+            }),
             ("num_attention_heads", |c| {
                 c.num_attention_heads = MAX_HEADS + 1
             }),
             ("intermediate_size", |c| c.intermediate_size = usize::MAX),
             ("patch_size", |c| c.patch_size = MAX_PATCH_SIZE * 2),
             ("image_size height", |c| c.image_size = [usize::MAX, 224]),
-            ("image_size width", |c| c.image_size = [224, MAX_IMAGE_SIDE + 14]),
+            ("image_size width", |c| {
+                c.image_size = [224, MAX_IMAGE_SIDE + 14]
+            }),
             ("num_channels", |c| c.num_channels = 1),
         ];
         for (field, set) in cases {
@@ -503,7 +505,10 @@ mod tests {
             .with_image_size(4096, 4096)
             .validate()
             .unwrap_err();
-        assert!(matches!(e, NepaError::Config(_)) && e.to_string().contains("tokens"), "{e}");
+        assert!(
+            matches!(e, NepaError::Config(_)) && e.to_string().contains("tokens"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -512,7 +517,9 @@ mod tests {
             ("layerscale_value", |c| c.layerscale_value = f64::NAN),
             ("initializer_range", |c| c.initializer_range = f64::INFINITY),
             ("initializer_range", |c| c.initializer_range = -1.0),
-            ("pos_embed_rescale", |c| c.pos_embed_rescale = Some(f64::NAN)),
+            ("pos_embed_rescale", |c| {
+                c.pos_embed_rescale = Some(f64::NAN)
+            }),
             ("layer_norm_eps", |c| c.layer_norm_eps = f64::INFINITY),
             ("rope_theta", |c| c.rope_theta = f64::NAN),
         ];
@@ -535,7 +542,10 @@ mod tests {
         let e = config.validate().unwrap_err();
         assert!(matches!(e, NepaError::TooLarge(_)), "{e:?}");
         let message = e.to_string();
-        assert!(message.contains("budget") && message.contains("GiB"), "{message}");
+        assert!(
+            message.contains("budget") && message.contains("GiB"),
+            "{message}"
+        );
         assert!(config.param_bytes() > MODEL_MEMORY_BUDGET_BYTES);
         // Hostile sizes saturate instead of overflowing.
         let mut huge = NepaConfig::tiny();

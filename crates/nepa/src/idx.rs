@@ -72,13 +72,13 @@ pub fn parse_idx_images(bytes: &[u8]) -> Result<IdxImages<'_>, NepaError> {
         if value == 0 || value > MAX_IDX_SIDE {
             return Err(err(
                 what,
-                format!("the header declares an image {field} of {value}; it must be in 1..={MAX_IDX_SIDE}"),
+                format!(
+                    "the header declares an image {field} of {value}; it must be in 1..={MAX_IDX_SIDE}"
+                ),
             ));
         }
     }
-    let expected = count
-        .checked_mul(height)
-        .and_then(|n| n.checked_mul(width));
+    let expected = count.checked_mul(height).and_then(|n| n.checked_mul(width));
     let data = &bytes[16..];
     if expected != Some(data.len()) {
         return Err(err(

@@ -194,12 +194,15 @@ fn decode_limited(bytes: &[u8], max_alloc: u64) -> Result<(RgbImage, Vec<String>
     if decoder.total_bytes() > max_alloc {
         use ::image::error::{LimitError, LimitErrorKind};
         let error = LimitError::from_kind(LimitErrorKind::InsufficientMemory);
-        return Err(map_error(::image::ImageError::Limits(error), format, max_alloc));
+        return Err(map_error(
+            ::image::ImageError::Limits(error),
+            format,
+            max_alloc,
+        ));
     }
     // A damaged EXIF block should not make an otherwise good image unreadable.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let image =
-        DynamicImage::from_decoder(decoder).map_err(|e| map_error(e, format, max_alloc))?;
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| map_error(e, format, max_alloc))?;
     // Convert first, then orient: a rotation copies the image, and the 8-bit RGB copy is the
     // smallest one (3 bytes a pixel against up to 8 for 16-bit RGBA).
     let mut rgb = DynamicImage::ImageRgb8(to_rgb_over_white(image)?);
@@ -314,12 +317,8 @@ fn to_rgb_over_white(image: DynamicImage) -> Result<::image::RgbImage, ImageErro
     match &image {
         DynamicImage::ImageLumaA8(b) => over_white(&mut pixels, b.as_raw(), 2, 255, u64::from),
         DynamicImage::ImageRgba8(b) => over_white(&mut pixels, b.as_raw(), 4, 255, u64::from),
-        DynamicImage::ImageLumaA16(b) => {
-            over_white(&mut pixels, b.as_raw(), 2, 65535, u64::from)
-        }
-        DynamicImage::ImageRgba16(b) => {
-            over_white(&mut pixels, b.as_raw(), 4, 65535, u64::from)
-        }
+        DynamicImage::ImageLumaA16(b) => over_white(&mut pixels, b.as_raw(), 2, 65535, u64::from),
+        DynamicImage::ImageRgba16(b) => over_white(&mut pixels, b.as_raw(), 4, 65535, u64::from),
         DynamicImage::ImageRgba32F(b) => {
             over_white(&mut pixels, b.as_raw(), 4, 65535, |v: f32| {
                 // NaN clamps to 0 through `as`.

@@ -288,7 +288,10 @@ impl AdamW {
                 hint: " (optimizer state)".into(),
             })?;
             if view.dtype() != safetensors::Dtype::F32 {
-                return Err(bad(name, format!("has dtype {:?}; expected F32", view.dtype())));
+                return Err(bad(
+                    name,
+                    format!("has dtype {:?}; expected F32", view.dtype()),
+                ));
             }
             let expected = view
                 .shape()
@@ -363,7 +366,10 @@ impl AdamW {
             let (sq_shape, exp_avg_sq) = read(&sq_name)?;
             let n = exp_avg.len();
             if avg_shape != [n] {
-                return Err(bad(&avg_name, format!("has shape {avg_shape:?}; expected 1-D")));
+                return Err(bad(
+                    &avg_name,
+                    format!("has shape {avg_shape:?}; expected 1-D"),
+                ));
             }
             if sq_shape != [n] {
                 return Err(NepaError::ShapeMismatch {

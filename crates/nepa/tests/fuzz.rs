@@ -27,8 +27,7 @@ use nepa::checkpoint::{
 use nepa::idx::{parse_idx_images, parse_idx_labels};
 use nepa::train::{AdamW, AdamWConfig};
 use nepa::{
-    LoadOptions, NepaClassifier, NepaConfig, NepaModel, SplitMix64, load_backbone,
-    load_classifier,
+    LoadOptions, NepaClassifier, NepaConfig, NepaModel, SplitMix64, load_backbone, load_classifier,
 };
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{Value, json};
@@ -216,7 +215,9 @@ fn mutate_bytes(rng: &mut SplitMix64, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u
             }
             2 => {
                 let at = rng.below(len + 1);
-                let bytes: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.next_u64() as u8).collect();
+                let bytes: Vec<u8> = (0..1 + rng.below(8))
+                    .map(|_| rng.next_u64() as u8)
+                    .collect();
                 out.splice(at..at, bytes);
             }
             3 if len > 0 => {
@@ -300,7 +301,10 @@ fn mutate_config_json(rng: &mut SplitMix64, json: &str) -> String {
         for _ in 0..1 + rng.below(3) {
             let field = *pick(rng, &CONFIG_FIELDS);
             let v = if rng.below(3) == 0 {
-                json!(*pick(rng, &[0u64, 1, 2, 3, 4, 8, 12, 16, 32, 64, 4096, 8192]))
+                json!(*pick(
+                    rng,
+                    &[0u64, 1, 2, 3, 4, 8, 12, 16, 32, 64, 4096, 8192]
+                ))
             } else {
                 hostile_json(rng)
             };
@@ -352,7 +356,10 @@ fn mutate_safetensors(rng: &mut SplitMix64, input: &[u8]) -> Vec<u8> {
             0 => {
                 let dtype = *pick(
                     rng,
-                    &["F32", "F16", "BF16", "F64", "I8", "U8", "BOOL", "I64", "F8_E4M3", "F4", "Q"],
+                    &[
+                        "F32", "F16", "BF16", "F64", "I8", "U8", "BOOL", "I64", "F8_E4M3", "F4",
+                        "Q",
+                    ],
                 );
                 if let Some(entry) = header.get_mut(&name) {
                     entry["dtype"] = json!(dtype);
@@ -447,9 +454,10 @@ fn mutate_safetensors(rng: &mut SplitMix64, input: &[u8]) -> Vec<u8> {
                 continue;
             }
             let size = entry["dtype"].as_str().and_then(dtype_size).and_then(|s| {
-                entry["shape"].as_array()?.iter().try_fold(s, |n, d| {
-                    n.checked_mul(usize::try_from(d.as_u64()?).ok()?)
-                })
+                entry["shape"]
+                    .as_array()?
+                    .iter()
+                    .try_fold(s, |n, d| n.checked_mul(usize::try_from(d.as_u64()?).ok()?))
             });
             let Some(size) = size.filter(|&s| s <= 1 << 16) else {
                 continue;
@@ -515,8 +523,11 @@ fn checkpoint_seeds() -> Vec<Vec<u8>> {
     let bare = to_safetensors(&backbone_tensors(&model, false), &config).unwrap();
     let prefixed = to_safetensors(&backbone_tensors(&model, true), &config).unwrap();
     let classifier = NepaClassifier::new(&config, 3, &device).unwrap();
-    let head = to_safetensors(&classifier_tensors(&classifier), &config.clone().with_causal(false))
-        .unwrap();
+    let head = to_safetensors(
+        &classifier_tensors(&classifier),
+        &config.clone().with_causal(false),
+    )
+    .unwrap();
     // QK-norm affine and SwiGLU: tensors the plain model lacks.
     let wide = tiny().with_qk_norm_affine(true).with_swiglu(true);
     let wide_model = NepaModel::new(&wide, &device).unwrap();
@@ -571,7 +582,12 @@ fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
 fn image_seeds() -> Vec<Vec<u8>> {
     let rgb = ImageBuffer::from_fn(12, 10, |x, y| Rgb([(x * 20) as u8, (y * 25) as u8, 77]));
     let rgba16 = ImageBuffer::from_fn(6, 5, |x, y| {
-        Rgba([(x * 9000) as u16, (y * 12000) as u16, 500, (x * y * 3000) as u16])
+        Rgba([
+            (x * 9000) as u16,
+            (y * 12000) as u16,
+            500,
+            (x * y * 3000) as u16,
+        ])
     });
     let gray = ImageBuffer::from_fn(7, 6, |x, y| Luma([(x * 30 + y) as u8]));
     let rgba = ImageBuffer::from_fn(6, 6, |x, _| Rgba([0u8, 0, 255, (x * 40) as u8]));
@@ -609,32 +625,42 @@ fn fuzz_safetensors_loaders() {
     let device = device();
     let config = tiny();
     let head_config = tiny().with_causal(false);
-    fuzz("safetensors", &checkpoint_seeds(), mutate_checkpoint, |bytes| {
-        let backbone = load_backbone(bytes, &config, &device, LoadOptions::default()).is_ok();
-        let lenient = LoadOptions {
-            init_missing_head: true,
-            init_missing_qk_norm: true,
-        };
-        let classifier = load_classifier(bytes, &head_config, None, &device, lenient).is_ok();
-        let _ = classes_from_metadata(bytes);
-        backbone || classifier
-    });
+    fuzz(
+        "safetensors",
+        &checkpoint_seeds(),
+        mutate_checkpoint,
+        |bytes| {
+            let backbone = load_backbone(bytes, &config, &device, LoadOptions::default()).is_ok();
+            let lenient = LoadOptions {
+                init_missing_head: true,
+                init_missing_qk_norm: true,
+            };
+            let classifier = load_classifier(bytes, &head_config, None, &device, lenient).is_ok();
+            let _ = classes_from_metadata(bytes);
+            backbone || classifier
+        },
+    );
 }
 
 #[test]
 fn fuzz_infer_config() {
-    fuzz("infer_config", &checkpoint_seeds(), mutate_checkpoint, |bytes| {
-        let _ = config_from_metadata(bytes);
-        match infer_config(bytes) {
-            Ok(config) => {
-                // Whatever was inferred passed validation: its sizes are usable.
-                assert!(config.param_bytes() <= nepa::MODEL_MEMORY_BUDGET_BYTES);
-                let _ = (config.seq_len(), config.num_params(), config.grid());
-                true
+    fuzz(
+        "infer_config",
+        &checkpoint_seeds(),
+        mutate_checkpoint,
+        |bytes| {
+            let _ = config_from_metadata(bytes);
+            match infer_config(bytes) {
+                Ok(config) => {
+                    // Whatever was inferred passed validation: its sizes are usable.
+                    assert!(config.param_bytes() <= nepa::MODEL_MEMORY_BUDGET_BYTES);
+                    let _ = (config.seq_len(), config.num_params(), config.grid());
+                    true
+                }
+                Err(_) => false,
             }
-            Err(_) => false,
-        }
-    });
+        },
+    );
 }
 
 #[test]
@@ -651,16 +677,23 @@ fn fuzz_config_json() {
             mutate_config_json(rng, std::str::from_utf8(seed).unwrap()).into_bytes()
         }
     };
-    fuzz("config_json", &seeds, mutate, |bytes| {
-        match NepaConfig::from_json(&String::from_utf8_lossy(bytes)) {
+    fuzz(
+        "config_json",
+        &seeds,
+        mutate,
+        |bytes| match NepaConfig::from_json(&String::from_utf8_lossy(bytes)) {
             Ok(config) => {
                 assert!(config.param_bytes() <= nepa::MODEL_MEMORY_BUDGET_BYTES);
-                let _ = (config.seq_len(), config.head_dim(), config.drop_path_rate(0));
+                let _ = (
+                    config.seq_len(),
+                    config.head_dim(),
+                    config.drop_path_rate(0),
+                );
                 true
             }
             Err(_) => false,
-        }
-    });
+        },
+    );
 }
 
 #[test]
@@ -668,12 +701,15 @@ fn fuzz_optimizer_state() {
     let device = device();
     let model = NepaModel::new(&tiny(), &device).unwrap();
     let seeds = vec![optimizer_seed(&model)];
-    fuzz("adamw_state", &seeds, mutate_checkpoint, |bytes| {
-        match AdamW::load_state(AdamWConfig::default(), bytes, &device) {
+    fuzz(
+        "adamw_state",
+        &seeds,
+        mutate_checkpoint,
+        |bytes| match AdamW::load_state(AdamWConfig::default(), bytes, &device) {
             Ok(state) => state.check_against(&model).is_ok(),
             Err(_) => false,
-        }
-    });
+        },
+    );
 }
 
 #[test]
@@ -695,8 +731,11 @@ fn fuzz_image_decode() {
         let seed = pick(rng, seeds).clone();
         mutate_bytes(rng, &seed, seeds)
     };
-    fuzz("image", &image_seeds(), mutate, |bytes| {
-        match nepa::image::decode_with_warnings(bytes) {
+    fuzz(
+        "image",
+        &image_seeds(),
+        mutate,
+        |bytes| match nepa::image::decode_with_warnings(bytes) {
             Ok((image, _)) => {
                 assert_eq!(image.pixels.len(), image.width * image.height * 3);
                 true
@@ -705,6 +744,6 @@ fn fuzz_image_decode() {
                 assert!(!e.to_string().is_empty());
                 false
             }
-        }
-    });
+        },
+    );
 }

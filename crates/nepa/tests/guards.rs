@@ -105,7 +105,10 @@ fn infer_config_checks_every_shape_before_use() {
         let n = shape.iter().product();
         e.insert(q_norm.into(), (Dtype::F32, shape.clone(), f32_bytes(n)));
         let err = infer_config(&write(&e)).unwrap_err();
-        assert!(matches!(err, NepaError::ShapeMismatch { .. }), "{shape:?}: {err:?}");
+        assert!(
+            matches!(err, NepaError::ShapeMismatch { .. }),
+            "{shape:?}: {err:?}"
+        );
         assert!(err.to_string().contains(q_norm), "{err}");
     }
     // up_proj 0-dim or with the wrong input width.
@@ -114,7 +117,10 @@ fn infer_config_checks_every_shape_before_use() {
         let n = shape.iter().product();
         e.insert(up.into(), (Dtype::F32, shape.clone(), f32_bytes(n)));
         let err = infer_config(&write(&e)).unwrap_err();
-        assert!(matches!(err, NepaError::ShapeMismatch { .. }), "{shape:?}: {err:?}");
+        assert!(
+            matches!(err, NepaError::ShapeMismatch { .. }),
+            "{shape:?}: {err:?}"
+        );
         assert!(err.to_string().contains(up), "{err}");
     }
     // A conv weight with a zero dimension holds no data, so it may declare any other size:
@@ -133,7 +139,10 @@ fn infer_config_checks_every_shape_before_use() {
         let n = shape.iter().product();
         e.insert(conv.into(), (Dtype::F32, shape.clone(), f32_bytes(n)));
         let err = infer_config(&write(&e)).unwrap_err();
-        assert!(matches!(err, NepaError::ShapeMismatch { .. }), "{shape:?}: {err:?}");
+        assert!(
+            matches!(err, NepaError::ShapeMismatch { .. }),
+            "{shape:?}: {err:?}"
+        );
     }
 }
 
@@ -153,10 +162,7 @@ fn stored_configs_are_validated() {
     let mut big = NepaConfig::new(8192, 64, 64);
     big.image_size = [224, 224];
     let bytes = write_with(&base, Some(("nepa_config", big.to_json())));
-    assert!(matches!(
-        infer_config(&bytes),
-        Err(NepaError::TooLarge(_))
-    ));
+    assert!(matches!(infer_config(&bytes), Err(NepaError::TooLarge(_))));
 }
 
 #[test]
@@ -164,22 +170,34 @@ fn classifier_heads_are_checked_before_allocating() {
     let device = Device::flex();
     let config = tiny();
     let base = classifier_entries();
-    let (model, _) =
-        load_classifier(&write(&base), &config, None, &device, LoadOptions::default()).unwrap();
+    let (model, _) = load_classifier(
+        &write(&base),
+        &config,
+        None,
+        &device,
+        LoadOptions::default(),
+    )
+    .unwrap();
     assert_eq!(model.num_labels(), 3);
 
     // 0-dim head (was an index out of bounds).
     let mut e = base.clone();
-    e.insert("classifier.weight".into(), (Dtype::F32, vec![], f32_bytes(1)));
-    let err = load_classifier(&write(&e), &config, None, &device, LoadOptions::default())
-        .unwrap_err();
+    e.insert(
+        "classifier.weight".into(),
+        (Dtype::F32, vec![], f32_bytes(1)),
+    );
+    let err =
+        load_classifier(&write(&e), &config, None, &device, LoadOptions::default()).unwrap_err();
     assert!(matches!(err, NepaError::ShapeMismatch { .. }), "{err:?}");
     assert!(err.to_string().contains("classifier.weight"), "{err}");
 
     // No labels, or more than MAX_LABELS (a zero width keeps the file empty).
     for rows in [0, MAX_LABELS + 1] {
         let mut e = base.clone();
-        e.insert("classifier.weight".into(), (Dtype::F32, vec![rows, 0], vec![]));
+        e.insert(
+            "classifier.weight".into(),
+            (Dtype::F32, vec![rows, 0], vec![]),
+        );
         let err = load_classifier(&write(&e), &config, None, &device, LoadOptions::default())
             .unwrap_err();
         assert!(matches!(err, NepaError::Config(_)), "{rows}: {err:?}");
@@ -190,8 +208,14 @@ fn classifier_heads_are_checked_before_allocating() {
         );
     }
     // A label count from the caller is bounded too, and so is NepaClassifier::new.
-    let err = load_classifier(&write(&base), &config, Some(0), &device, LoadOptions::default())
-        .unwrap_err();
+    let err = load_classifier(
+        &write(&base),
+        &config,
+        Some(0),
+        &device,
+        LoadOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, NepaError::Config(_)), "{err:?}");
     assert!(matches!(
         NepaClassifier::new(&config, 0, &device),
@@ -222,9 +246,18 @@ fn state_entries(model: &NepaModel) -> Entries {
     let mut out = Entries::new();
     for t in backbone_tensors(model, false) {
         let n: usize = t.shape.iter().product();
-        out.insert(format!("exp_avg.{}", t.key), (Dtype::F32, vec![n], f32_bytes(n)));
-        out.insert(format!("exp_avg_sq.{}", t.key), (Dtype::F32, vec![n], f32_bytes(n)));
-        out.insert(format!("step.{}", t.key), (Dtype::F32, vec![1], 2f32.to_le_bytes().to_vec()));
+        out.insert(
+            format!("exp_avg.{}", t.key),
+            (Dtype::F32, vec![n], f32_bytes(n)),
+        );
+        out.insert(
+            format!("exp_avg_sq.{}", t.key),
+            (Dtype::F32, vec![n], f32_bytes(n)),
+        );
+        out.insert(
+            format!("step.{}", t.key),
+            (Dtype::F32, vec![1], 2f32.to_le_bytes().to_vec()),
+        );
     }
     out
 }
@@ -340,8 +373,13 @@ fn optimizer_state_is_checked_against_the_model() {
     let device = Device::flex();
     let model = NepaModel::new(&tiny(), &device).unwrap();
     // Saved for a wider model: same keys, other sizes.
-    let wide = NepaModel::new(&NepaConfig::new(16, 1, 2).with_image_size(8, 8).with_patch_size(4), &device)
-        .unwrap();
+    let wide = NepaModel::new(
+        &NepaConfig::new(16, 1, 2)
+            .with_image_size(8, 8)
+            .with_patch_size(4),
+        &device,
+    )
+    .unwrap();
     let state = load_state(&state_entries(&wide)).unwrap();
     let err = state.check_against(&model).unwrap_err();
     assert!(matches!(err, NepaError::ShapeMismatch { .. }), "{err:?}");
@@ -352,15 +390,27 @@ fn optimizer_state_is_checked_against_the_model() {
     let mut e = Entries::new();
     for t in classifier_tensors(&classifier) {
         let n: usize = t.shape.iter().product();
-        e.insert(format!("exp_avg.{}", t.key), (Dtype::F32, vec![n], f32_bytes(n)));
-        e.insert(format!("exp_avg_sq.{}", t.key), (Dtype::F32, vec![n], f32_bytes(n)));
-        e.insert(format!("step.{}", t.key), (Dtype::F32, vec![1], f32_bytes(1)));
+        e.insert(
+            format!("exp_avg.{}", t.key),
+            (Dtype::F32, vec![n], f32_bytes(n)),
+        );
+        e.insert(
+            format!("exp_avg_sq.{}", t.key),
+            (Dtype::F32, vec![n], f32_bytes(n)),
+        );
+        e.insert(
+            format!("step.{}", t.key),
+            (Dtype::F32, vec![1], f32_bytes(1)),
+        );
     }
     let state = load_state(&e).unwrap();
     state.check_against(&classifier).unwrap();
     let err = state.check_against(&model).unwrap_err();
     assert!(matches!(err, NepaError::Input(_)), "{err:?}");
-    assert!(err.to_string().contains("vit_nepa.") || err.to_string().contains("classifier."), "{err}");
+    assert!(
+        err.to_string().contains("vit_nepa.") || err.to_string().contains("classifier."),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

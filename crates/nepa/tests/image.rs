@@ -329,7 +329,12 @@ fn sixteen_bit_alpha_is_converted_without_a_float_copy() {
     // Converting through RGBA f32 took 16 bytes a pixel, twice the decoded 16-bit buffer.
     let (w, h) = (256u32, 128u32);
     let rgba16 = ImageBuffer::from_fn(w, h, |x, y| {
-        Rgba([(x * 256) as u16, (y * 512) as u16, 0, ((x + y) * 170) as u16])
+        Rgba([
+            (x * 256) as u16,
+            (y * 512) as u16,
+            0,
+            ((x + y) * 170) as u16,
+        ])
     });
     let png = encode(DynamicImage::ImageRgba16(rgba16), ImageFormat::Png);
     let (out, largest) = largest_allocation(|| decode(&png).unwrap());
