@@ -266,8 +266,8 @@ test('fine-tuning: divergence and Stop keep the stored model; a bad stored model
     assert.ok(good.sha);
 
     // An absurd learning rate: the run stops with the guard's message, storage unchanged.
-    await page.evaluate(() => { window.nepaFinetuneOverrides = { lr: 1e30 }; });
-    await setNumber(page, '#steps', 6);
+    await page.evaluate(() => { window.nepaFinetuneOverrides = { lr: 1e38 }; });
+    await setNumber(page, '#steps', 3);
     started = Date.now();
     console.log(`diverging run: ${await trainUntilIdle(page)} (${Date.now() - started} ms)`);
     const diverged = await errors(page, 'finetune-errors');
