@@ -2,14 +2,14 @@
 
 use std::rc::Rc;
 
-use nepa::image::{RgbImage, decode};
-use wasm_bindgen::JsCast;
+use nepa::image::{RgbImage, decode_with_warnings};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use crate::compare_page::ComparePage;
+use crate::download::{self, Cancel, fetch_bytes, fetch_with_progress};
 use crate::engine::{
     Adaptation, Analysis, DEMO_CHECKPOINT, LoadedModel, analyse, load_checkpoint, untrained_model,
 };
@@ -49,6 +49,8 @@ pub struct State {
     errors: Vec<String>,
     busy: Option<String>,
     download: Option<(u64, u64)>,
+    /// The Cancel button's handle while a download runs.
+    download_cancel: Option<Rc<Cancel>>,
     /// Size of a checkpoint being parsed and uploaded to the device.
     parsing: Option<u64>,
     first_ms: Option<f64>,
@@ -76,6 +78,8 @@ pub enum Action {
     Busy(Option<String>),
     /// Bytes received and expected of a download in progress (`None` when done).
     Download(Option<(u64, u64)>),
+    /// A download started (its Cancel handle) or ended (`None`).
+    DownloadCancel(Option<Rc<Cancel>>),
     Parsing(Option<u64>),
     /// The backbone changed in place (adaptation): keep the query and view settings.
     ModelUpdated(Rc<LoadedModel>),
@@ -132,6 +136,7 @@ impl Reducible for State {
             Action::DismissErrors => s.errors.clear(),
             Action::Busy(b) => s.busy = b,
             Action::Download(d) => s.download = d,
+            Action::DownloadCancel(c) => s.download_cancel = c,
             Action::Parsing(p) => s.parsing = p,
             Action::ModelUpdated(m) => {
                 s.model = Some(m);
@@ -167,6 +172,7 @@ impl Clone for State {
             errors: self.errors.clone(),
             busy: self.busy.clone(),
             download: self.download,
+            download_cancel: self.download_cancel.clone(),
             parsing: self.parsing,
             first_ms: self.first_ms,
             last_ms: self.last_ms,
@@ -178,74 +184,54 @@ impl Clone for State {
     }
 }
 
-/// Reads a browser `File` into bytes.
+/// Decodes an uploaded image. Damage the decoder worked around (a truncated JPEG, its missing
+/// part grey) comes back as warnings naming the file: the image is still usable, but the user
+/// must know it is not what the file was meant to hold.
+pub(crate) fn decode_upload(name: &str, bytes: &[u8]) -> Result<(RgbImage, Vec<String>), String> {
+    let (image, warnings) = decode_with_warnings(bytes).map_err(|e| format!("{name}: {e}"))?;
+    let warnings = warnings
+        .into_iter()
+        .map(|w| format!("{name}: {w} (the image was added)"))
+        .collect();
+    Ok((image, warnings))
+}
+
+/// Reads a browser `File` into bytes. Files over the download cap are refused before reading:
+/// copying them into wasm memory could fail to allocate, which aborts the page.
 pub(crate) async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
+    let cap = download::MAX_DOWNLOAD_BYTES;
+    if file.size() > cap as f64 {
+        return Err(format!(
+            "{}: the file is too large ({:.1} MB); the page accepts at most {} GiB (the \
+             browser's wasm32 memory, 4 GiB at most, must also hold the parsed model)",
+            file.name(),
+            file.size() / 1e6,
+            cap >> 30
+        ));
+    }
     let buffer = JsFuture::from(file.array_buffer())
         .await
         .map_err(|e| format!("{}: cannot read the file ({e:?})", file.name()))?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-/// Starts a GET of `url` and checks the HTTP status.
-async fn fetch_response(url: &str) -> Result<web_sys::Response, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let response = JsFuture::from(window.fetch_with_str(url))
-        .await
-        .map_err(|e| format!("{url}: download failed ({e:?})"))?;
-    let response: web_sys::Response = response.dyn_into().map_err(|_| "not a response")?;
-    if !response.ok() {
-        return Err(format!("{url}: HTTP {}", response.status()));
-    }
-    Ok(response)
-}
-
-/// The whole body of a response, read at once.
-async fn response_bytes(url: &str, response: &web_sys::Response) -> Result<Vec<u8>, String> {
-    let buffer = JsFuture::from(response.array_buffer().map_err(|e| format!("{e:?}"))?)
-        .await
-        .map_err(|e| format!("{url}: {e:?}"))?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
-}
-
-/// Fetches a URL's bytes (bundled photos, checkpoints by URL).
-pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
-    response_bytes(url, &fetch_response(url).await?).await
-}
-
-/// Fetches a URL while reporting `(received, total)` bytes (total from Content-Length, 0 if
-/// unknown) after every chunk, reading the body as a stream.
-async fn fetch_with_progress(url: &str, progress: impl Fn(u64, u64)) -> Result<Vec<u8>, String> {
-    let response = fetch_response(url).await?;
-    let total: u64 = response
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let Some(body) = response.body() else {
-        return response_bytes(url, &response).await;
-    };
-    let reader: web_sys::ReadableStreamDefaultReader = body
-        .get_reader()
-        .dyn_into()
-        .map_err(|_| "the response body cannot be streamed")?;
-    let mut bytes = Vec::with_capacity(total as usize);
-    loop {
-        let chunk = JsFuture::from(reader.read())
-            .await
-            .map_err(|e| format!("{url}: download interrupted ({e:?})"))?;
-        let done = js_sys::Reflect::get(&chunk, &"done".into())
-            .map(|d| d.is_truthy())
-            .unwrap_or(true);
-        if done {
-            break;
+/// Downloads a checkpoint with the progress bar and the Cancel button shown meanwhile.
+async fn download_checkpoint(
+    dispatch: &UseReducerDispatcher<State>,
+    url: &str,
+) -> Result<Vec<u8>, String> {
+    let cancel = Rc::new(Cancel::new());
+    dispatch.dispatch(Action::DownloadCancel(Some(cancel.clone())));
+    let progress = {
+        let dispatch = dispatch.clone();
+        move |received: u64, total: u64| {
+            dispatch.dispatch(Action::Download(Some((received, total))))
         }
-        let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(|e| format!("{e:?}"))?;
-        bytes.extend(js_sys::Uint8Array::new(&value).to_vec());
-        progress(bytes.len() as u64, total);
-    }
-    Ok(bytes)
+    };
+    let fetched = fetch_with_progress(url, cancel, progress).await;
+    dispatch.dispatch(Action::Download(None));
+    dispatch.dispatch(Action::DownloadCancel(None));
+    fetched
 }
 
 /// A safetensors file starts with a little-endian header length and a JSON object.
@@ -292,9 +278,14 @@ async fn ingest(
             }
             continue;
         }
-        match decode(&bytes) {
-            Ok(image) => images.push(Rc::new(Upload { name, image })),
-            Err(e) => dispatch.dispatch(Action::Error(format!("{name}: {e}"))),
+        match decode_upload(&name, &bytes) {
+            Ok((image, warnings)) => {
+                for warning in warnings {
+                    dispatch.dispatch(Action::Error(warning));
+                }
+                images.push(Rc::new(Upload { name, image }));
+            }
+            Err(e) => dispatch.dispatch(Action::Error(e)),
         }
     }
     if !images.is_empty() {
@@ -358,14 +349,7 @@ pub fn app() -> Html {
                 let device = Rc::new(init_device().await);
                 dispatch.dispatch(Action::DeviceReady(device.clone()));
                 // The bundled pretrained demo model; the random init if it cannot be had.
-                let progress = {
-                    let dispatch = dispatch.clone();
-                    move |received: u64, total: u64| {
-                        dispatch.dispatch(Action::Download(Some((received, total))))
-                    }
-                };
-                let fetched = fetch_with_progress(DEMO_CHECKPOINT, progress).await;
-                dispatch.dispatch(Action::Download(None));
+                let fetched = download_checkpoint(&dispatch, DEMO_CHECKPOINT).await;
                 let demo = match fetched {
                     Ok(bytes) => {
                         load_with_indicator(&dispatch, bytes, DEMO_CHECKPOINT, &device).await
@@ -452,14 +436,7 @@ pub fn app() -> Html {
             let device = device.clone();
             dispatch.dispatch(Action::Busy(Some(format!("downloading {url}…"))));
             spawn_local(async move {
-                let report = {
-                    let dispatch = dispatch.clone();
-                    move |received: u64, total: u64| {
-                        dispatch.dispatch(Action::Download(Some((received, total))))
-                    }
-                };
-                let fetched = fetch_with_progress(&url, report).await;
-                dispatch.dispatch(Action::Download(None));
+                let fetched = download_checkpoint(&dispatch, &url).await;
                 match fetched {
                     Ok(bytes) => {
                         let name = url
@@ -593,6 +570,9 @@ pub fn app() -> Html {
                     <progress id="download" max={total.max(received).max(1).to_string()} value={received.to_string()} />
                     <span>{ format!("downloading {:.1} / {} MB", received as f64 / 1e6, if total > 0 { format!("{:.1}", total as f64 / 1e6) } else { "?".into() }) }</span>
                 }
+                if let Some(cancel) = &state.download_cancel {
+                    <button id="cancel-download" onclick={ let c = cancel.clone(); Callback::from(move |_| c.cancel()) }>{ "Cancel" }</button>
+                }
                 if let Some(size) = state.parsing {
                     <progress id="parse" />
                     <span>{ format!("parsing {:.1} MB and uploading it to the device…", size as f64 / 1e6) }</span>
@@ -654,6 +634,10 @@ async fn adapt(
     const REFRESH_EVERY: usize = 5;
     // The demo model's peak pretraining rate: a few steps visibly move the maps.
     const ADAPT_LR: f64 = 1e-3;
+    if images.is_empty() {
+        dispatch.dispatch(Action::Error("add images to the gallery first".into()));
+        return;
+    }
     dispatch.dispatch(Action::Adapt(Some("adapting: starting…".into()), true));
     let mut session = Adaptation::new(&model.model);
     let mut first_loss = None;

@@ -254,7 +254,11 @@ impl Adaptation {
             LossOptions::default(),
         );
         self.model = Some(out.model);
-        let loss = read(out.loss).await?[0];
+        let loss = read(out.loss)
+            .await?
+            .first()
+            .copied()
+            .ok_or("the loss could not be read back from the device")?;
         self.steps += 1;
         self.losses.push(loss);
         Ok(loss)

@@ -8,28 +8,32 @@ use std::rc::Rc;
 
 use burn::tensor::Tensor;
 use nepa::checkpoint::{
-    classifier_tensors, classifier_to_safetensors_async, infer_config, load_classifier,
+    classes_from_metadata, classifier_tensors, classifier_to_safetensors_async, infer_config,
+    load_classifier,
 };
 use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
+use nepa::guard::DivergenceGuard;
 use nepa::image::{RgbImage, decode};
 use nepa::train::argmax_rows;
-use nepa::{LoadOptions, NepaClassifier, NepaConfig, SplitMix64};
-use serde::{Deserialize, Serialize};
+use nepa::{LoadOptions, NepaClassifier, NepaConfig, NepaError, SplitMix64, StepVerdict};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::HtmlInputElement;
 use web_time::Instant;
 use yew::prelude::*;
 
-use crate::app::{Upload, fetch_bytes, file_bytes, take_input_files};
+use crate::app::{Upload, decode_upload, file_bytes, take_input_files};
 use crate::chart::{Chart, Series};
+use crate::download::fetch_bytes;
 use crate::engine::{LoadedModel, batch_pixels, classify, read};
 use crate::gpu::ComputeDevice;
 use crate::platform;
 use crate::views::Thumbnail;
 
-/// Where the last trained model is kept (OPFS) so a reload loses nothing.
+/// Where the last trained model is kept (OPFS) so a reload loses nothing: one file, whose
+/// metadata carries the config and the class names, so weights and labels cannot disagree.
 const STORED_MODEL: &str = "nepa-finetuned.safetensors";
-const STORED_INFO: &str = "nepa-finetuned.json";
+/// The class list of the old two-file layout; removed when a new model is stored.
+const OLD_STORED_INFO: &str = "nepa-finetuned.json";
 const SAMPLE_MANIFEST: &str = "samples/fashion-mnist/manifest.json";
 
 #[derive(Clone)]
@@ -45,13 +49,6 @@ pub struct Trained {
     pub classes: Vec<String>,
     pub bytes: Rc<Vec<u8>>,
     pub summary: String,
-}
-
-/// What is saved next to the weights.
-#[derive(Serialize, Deserialize)]
-struct TrainedInfo {
-    classes: Vec<String>,
-    summary: String,
 }
 
 #[derive(Clone, Default, PartialEq)]
@@ -163,12 +160,15 @@ async fn read_files(files: Vec<web_sys::File>) -> (Vec<Rc<Upload>>, Vec<String>)
                 continue;
             }
         };
-        match decode(&bytes) {
-            Ok(image) => images.push(Rc::new(Upload {
-                name: file.name(),
-                image,
-            })),
-            Err(e) => errors.push(format!("{}: {e}", file.name())),
+        match decode_upload(&file.name(), &bytes) {
+            Ok((image, warnings)) => {
+                errors.extend(warnings);
+                images.push(Rc::new(Upload {
+                    name: file.name(),
+                    image,
+                }));
+            }
+            Err(e) => errors.push(e),
         }
     }
     (images, errors)
@@ -197,31 +197,61 @@ async fn load_sample_set() -> Result<Vec<ClassData>, String> {
     Ok(classes)
 }
 
-/// Restores the last trained model from browser storage, if there is one.
+/// Restores the last trained model from browser storage, if there is one. What is read is
+/// checked before it is used: it parses, its config is valid, it names its classes and they
+/// match its head. A bad entry is reported (naming the file and the fault) and left in place;
+/// the next completed training run replaces it.
 async fn restore(device: &ComputeDevice) -> Result<Option<Trained>, String> {
-    let (Some(bytes), Some(info)) = (
-        platform::load(STORED_MODEL).await?,
-        platform::load(STORED_INFO).await?,
-    ) else {
+    let Some(bytes) = platform::load(STORED_MODEL).await? else {
         return Ok(None);
     };
-    let info: TrainedInfo =
-        serde_json::from_slice(&info).map_err(|e| format!("{STORED_INFO}: {e}"))?;
-    let config = infer_config(&bytes).map_err(|e| e.to_string())?;
-    let (model, _) = load_classifier(
+    let bad = |what: String| {
+        format!(
+            "the model kept in browser storage (OPFS file {STORED_MODEL}, {} bytes) is not \
+             usable: {what}. It was not loaded, and it is left in storage until the next \
+             completed training run replaces it.",
+            bytes.len()
+        )
+    };
+    let config = infer_config(&bytes).map_err(|e| bad(e.to_string()))?;
+    config.validate().map_err(|e| bad(e.to_string()))?;
+    let classes = match classes_from_metadata(&bytes) {
+        Ok(Some(classes)) if !classes.is_empty() => classes,
+        Ok(_) => return Err(bad("it names no classes".into())),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let loaded = load_classifier(
         &bytes,
         &config,
-        None,
+        Some(classes.len()),
         &device.device,
         LoadOptions::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    );
+    let model = match loaded {
+        Ok((model, _)) => model,
+        Err(NepaError::ShapeMismatch { key, found, .. }) if key == "classifier.weight" => {
+            return Err(bad(format!(
+                "it names {} classes ({}) but its head has {} outputs",
+                classes.len(),
+                classes.join(", "),
+                found.first().copied().unwrap_or(0)
+            )));
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let summary = format!(
+        "restored from browser storage: {} classes ({}) · D {}, {} layers",
+        classes.len(),
+        classes.join(", "),
+        config.hidden_size,
+        config.num_hidden_layers
+    );
     Ok(Some(Trained {
         model,
         config,
-        classes: info.classes,
+        classes,
         bytes: Rc::new(bytes),
-        summary: format!("restored from browser storage: {}", info.summary),
+        summary,
     }))
 }
 
@@ -246,6 +276,15 @@ struct TrainRequest {
     classes: Vec<ClassData>,
     settings: FinetuneSettings,
     batch: usize,
+}
+
+/// How a training run ended.
+enum Ending {
+    Completed,
+    /// The user pressed Stop.
+    Stopped,
+    /// A step's loss or gradient norm was not finite: the guard's message.
+    Diverged(String),
 }
 
 async fn train(
@@ -274,8 +313,15 @@ async fn train(
         running: true,
         ..Progress::default()
     };
+    // One non-finite step stops the run: the page has no way to roll back the optimizer's
+    // moments, so going on after an undone step would not be the same run.
+    let mut guard = DivergenceGuard::new(1);
+    let mut ending = Ending::Completed;
     let mut step_seconds = vec![];
     for step in 0..total {
+        // Lets the page paint (the progress bar, Pause and Stop enabled) and handle a click
+        // before each step's synchronous work: Stop right after Train stops before step 1.
+        platform::sleep(0).await;
         while control.paused.get() && !control.stop.get() {
             progress.paused = true;
             dispatch.dispatch(Msg::Progress(progress.clone()));
@@ -283,11 +329,12 @@ async fn train(
         }
         progress.paused = false;
         if control.stop.get() {
+            ending = Ending::Stopped;
             break;
         }
         let start = Instant::now();
         let picks: Vec<&(Rc<Upload>, usize)> = (0..batch)
-            .map(|_| &train_set[rng.below(train_set.len())])
+            .filter_map(|_| train_set.get(rng.below(train_set.len())))
             .collect();
         let images: Vec<&RgbImage> = picks.iter().map(|(u, _)| &u.image).collect();
         let labels: Vec<usize> = picks.iter().map(|(_, l)| *l).collect();
@@ -296,7 +343,27 @@ async fn train(
             &autodiff,
         );
         let out = tuner.step(pixels, &labels);
-        let loss = read(out.loss).await?[0];
+        // A missing value reads as NaN: the guard then stops the run rather than the page.
+        let loss = read(out.loss).await?.first().copied().unwrap_or(f32::NAN);
+        let grad_norm = match out.grad_norm {
+            Some(g) => Some(read(g).await?.first().copied().unwrap_or(f32::NAN)),
+            None => None,
+        };
+        match guard.check(step, loss, grad_norm) {
+            StepVerdict::Apply => {}
+            verdict => {
+                tuner.discard_last_step();
+                ending = Ending::Diverged(match verdict {
+                    StepVerdict::Stop(message) => message,
+                    _ => format!(
+                        "training diverged at step {}: loss {loss}; the weights from before it \
+                         are kept. Try a lower learning rate.",
+                        step + 1
+                    ),
+                });
+                break;
+            }
+        }
         let logits = match out.logits {
             Some(l) => read(l).await?,
             None => vec![],
@@ -309,37 +376,67 @@ async fn train(
             .count();
         step_seconds.push(start.elapsed().as_secs_f64());
         // The first step compiles shaders: leave it out of the rate.
-        let warm = if step_seconds.len() > 1 {
-            &step_seconds[1..]
-        } else {
-            &step_seconds[..]
-        };
-        let mean = warm.iter().sum::<f64>() / warm.len() as f64;
+        let warm = step_seconds
+            .get(1..)
+            .filter(|w| !w.is_empty())
+            .unwrap_or(step_seconds.as_slice());
+        let mean = warm.iter().sum::<f64>() / warm.len().max(1) as f64;
         progress.step = step + 1;
         progress.losses.push(loss as f64);
         progress
             .batch_accuracy
-            .push(correct as f64 / labels.len() as f64);
+            .push(correct as f64 / labels.len().max(1) as f64);
         progress.images_per_sec = Some(batch as f64 / mean);
         progress.eta_s = Some(mean * (total - step - 1) as f64);
         if let Some(m) = device.device.memory_pool_usage() {
             progress.memory.push((m.bytes_in_use, m.bytes_reserved));
         }
         dispatch.dispatch(Msg::Progress(progress.clone()));
-        platform::sleep(0).await;
     }
     progress.running = false;
     dispatch.dispatch(Msg::Progress(progress.clone()));
+
+    let done = progress.step;
+    const STORAGE_UNCHANGED: &str = "the model in browser storage is unchanged";
+    if done == 0 {
+        // Nothing was trained: keep whatever the page and the storage hold.
+        match ending {
+            Ending::Diverged(message) => dispatch.dispatch(Msg::Error(format!(
+                "{message} Nothing was trained; {STORAGE_UNCHANGED}."
+            ))),
+            _ => dispatch.dispatch(Msg::Message(Some(format!(
+                "stopped before the first step: nothing was trained; {STORAGE_UNCHANGED}."
+            )))),
+        }
+        return Ok(());
+    }
     dispatch.dispatch(Msg::Message(Some("evaluating and saving…".into())));
 
     let model = tuner.export();
     let config = base.config.clone().with_causal(false);
+    let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+    // Refuses non-finite weights: such a model is neither kept nor stored.
+    let bytes =
+        match classifier_to_safetensors_async(&classifier_tensors(&model), &config, &names).await {
+            Ok(bytes) => bytes,
+            Err(e @ NepaError::NonFinite { .. }) => {
+                let why = match &ending {
+                    Ending::Diverged(message) => format!("{message} "),
+                    _ => String::new(),
+                };
+                dispatch.dispatch(Msg::Error(format!(
+                    "{why}The trained model is not kept: {e}; {STORAGE_UNCHANGED}."
+                )));
+                dispatch.dispatch(Msg::Message(None));
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
     let mut held_out_correct = 0;
     for (upload, label) in &held_out {
         let probs = classify(&model, &config, &upload.image, &device.device).await?;
-        held_out_correct += usize::from(argmax_rows(&probs, classes.len())[0] == *label);
+        held_out_correct += usize::from(argmax_rows(&probs, classes.len()).first() == Some(label));
     }
-    let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
     let accuracy = if held_out.is_empty() {
         "no held-out images (a class needs 5+)".to_string()
     } else {
@@ -349,29 +446,46 @@ async fn train(
             held_out.len()
         )
     };
-    let summary = format!(
-        "{} · {} steps · {} classes ({}) · {accuracy}",
+    let mut summary = format!(
+        "{} · {done} steps · {} classes ({}) · {accuracy}",
         mode.label(),
-        progress.step,
         names.len(),
         names.join(", ")
     );
-    let bytes = classifier_to_safetensors_async(&classifier_tensors(&model), &config, &names)
-        .await
-        .map_err(|e| e.to_string())?;
-    let info = TrainedInfo {
-        classes: names.clone(),
-        summary: summary.clone(),
-    };
-    let stored = async {
-        platform::store(STORED_MODEL, &bytes).await?;
-        platform::store(STORED_INFO, &serde_json::to_vec(&info).unwrap_or_default()).await
-    }
-    .await;
-    if let Err(e) = stored {
-        dispatch.dispatch(Msg::Error(format!(
-            "{e} — the model is still here until you leave the page; download it to keep it"
-        )));
+    // Only a completed run replaces the stored model; a stopped or diverged one stays on the
+    // page, where it can be downloaded.
+    let not_stored = format!(
+        "kept on this page only, not in browser storage ({STORAGE_UNCHANGED}): download it to \
+         keep it"
+    );
+    match &ending {
+        Ending::Completed => {
+            let stored = async {
+                platform::store(STORED_MODEL, &bytes).await?;
+                // The old two-file layout's class list, if any, would only mislead.
+                platform::remove(OLD_STORED_INFO).await
+            }
+            .await;
+            if let Err(e) = stored {
+                dispatch.dispatch(Msg::Error(format!(
+                    "{e} — the model is still here until you leave the page; download it to keep it"
+                )));
+            }
+            dispatch.dispatch(Msg::Message(None));
+        }
+        Ending::Stopped => {
+            summary.push_str(&format!(" · stopped at step {done}/{total}"));
+            dispatch.dispatch(Msg::Message(Some(format!(
+                "stopped at step {done}/{total}: the partly trained model is {not_stored}."
+            ))));
+        }
+        Ending::Diverged(message) => {
+            summary.push_str(&format!(" · diverged after step {done}/{total}"));
+            dispatch.dispatch(Msg::Error(format!(
+                "{message} The model from step {done} is {not_stored}."
+            )));
+            dispatch.dispatch(Msg::Message(None));
+        }
     }
     dispatch.dispatch(Msg::Trained(Rc::new(Trained {
         model,
@@ -380,7 +494,6 @@ async fn train(
         bytes: Rc::new(bytes),
         summary,
     })));
-    dispatch.dispatch(Msg::Message(None));
     Ok(())
 }
 
@@ -406,9 +519,8 @@ pub fn finetune_page(props: &FinetuneProps) -> Html {
                 match restore(&device).await {
                     Ok(Some(t)) => dispatch.dispatch(Msg::Trained(Rc::new(t))),
                     Ok(None) => {}
-                    Err(e) => dispatch.dispatch(Msg::Error(format!(
-                        "the model kept in browser storage could not be restored: {e}"
-                    ))),
+                    // The message names the stored file and what is wrong with it.
+                    Err(e) => dispatch.dispatch(Msg::Error(e)),
                 }
             });
         });
@@ -465,17 +577,25 @@ pub fn finetune_page(props: &FinetuneProps) -> Html {
             }
             let fresh = Rc::new(Control::default());
             *control.borrow_mut() = fresh.clone();
+            let mut settings = FinetuneSettings {
+                mode,
+                total_steps: steps,
+                warmup_steps: (steps / 10).clamp(1, 5),
+                ..FinetuneSettings::default()
+            };
+            // Test hook: `window.nepaFinetuneOverrides = {lr}` sets both peak rates (the
+            // end-to-end test makes a run diverge with an absurd one).
+            if let Some(lr) = platform::hook_number("nepaFinetuneOverrides", "lr") {
+                settings.base_lr = lr;
+                settings.head_lr = lr;
+            }
             let request = TrainRequest {
                 classes: classes.clone(),
-                settings: FinetuneSettings {
-                    mode,
-                    total_steps: steps,
-                    warmup_steps: (steps / 10).clamp(1, 5),
-                    ..FinetuneSettings::default()
-                },
+                settings,
                 batch,
             };
             let (dispatch, device, model) = (dispatch.clone(), device.clone(), model.clone());
+            dispatch.dispatch(Msg::Message(None));
             dispatch.dispatch(Msg::Progress(Progress {
                 total: steps,
                 running: true,

@@ -10,6 +10,8 @@ mod chart;
 #[cfg(target_arch = "wasm32")]
 mod compare_page;
 #[cfg(target_arch = "wasm32")]
+mod download;
+#[cfg(target_arch = "wasm32")]
 mod engine;
 #[cfg(target_arch = "wasm32")]
 mod finetune_page;

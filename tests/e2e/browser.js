@@ -12,12 +12,14 @@ const TYPES = {
 };
 
 /**
- * Serves `root` on 127.0.0.1 (a free port); `extra` maps URL paths ('/x.bin') to files.
+ * Serves `root` on 127.0.0.1 (a free port); `extra` maps URL paths ('/x.bin') to files, or to
+ * handlers `(req, res) => …` for responses a file cannot give (a body that never ends).
  * Returns { url, close }.
  */
 export async function serve(root, extra = {}) {
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (typeof extra[path] === 'function') return extra[path](req, res);
     const file = extra[path] ?? join(root, path.endsWith('/') ? path + 'index.html' : path);
     try {
       const body = await readFile(file);
@@ -28,7 +30,9 @@ export async function serve(root, extra = {}) {
     }
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
+  // Responses that never end would keep the server open: close their connections too.
+  const close = () => { server.close(); server.closeAllConnections(); };
+  return { url: `http://127.0.0.1:${server.address().port}/`, close };
 }
 
 /** Launches headless Chromium with WebGPU (SwiftShader) enabled. */
