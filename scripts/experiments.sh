@@ -17,13 +17,13 @@ FT=(--per-class 100 --val-fraction 0.1 --epochs 30 --batch-size 64 --lr 1e-3 --h
 PRE_STEPS=${PRE_STEPS:-2000}
 ABLATION_STEPS=${ABLATION_STEPS:-500}
 
-"$NEPA" pretrain --data "$DATA" --out "$OUT/pretrain" "${MODEL[@]}" "${PRE[@]}" --steps "$PRE_STEPS"
-"$NEPA" pretrain --data "$DATA" --out "$OUT/no-stop-grad" "${MODEL[@]}" "${PRE[@]}" --steps "$ABLATION_STEPS" --no-stop-grad
-"$NEPA" pretrain --data "$DATA" --out "$OUT/no-shift" "${MODEL[@]}" "${PRE[@]}" --steps "$ABLATION_STEPS" --no-shift
+"$NEPA" pretrain --data "$DATA" --out "$OUT/pretrain" --overwrite "${MODEL[@]}" "${PRE[@]}" --steps "$PRE_STEPS"
+"$NEPA" pretrain --data "$DATA" --out "$OUT/no-stop-grad" --overwrite "${MODEL[@]}" "${PRE[@]}" --steps "$ABLATION_STEPS" --no-stop-grad
+"$NEPA" pretrain --data "$DATA" --out "$OUT/no-shift" --overwrite "${MODEL[@]}" "${PRE[@]}" --steps "$ABLATION_STEPS" --no-shift
 
-"$NEPA" finetune --data "$DATA" --init "$OUT/pretrain" --out "$OUT/ft-pretrained" "${FT[@]}"
-"$NEPA" finetune --data "$DATA" --from-scratch "${MODEL[@]}" --out "$OUT/ft-scratch" "${FT[@]}"
-"$NEPA" finetune --data "$DATA" --init "$OUT/no-shift" --out "$OUT/ft-no-shift" "${FT[@]}"
+"$NEPA" finetune --data "$DATA" --init "$OUT/pretrain" --out "$OUT/ft-pretrained" --overwrite "${FT[@]}"
+"$NEPA" finetune --data "$DATA" --from-scratch "${MODEL[@]}" --out "$OUT/ft-scratch" --overwrite "${FT[@]}"
+"$NEPA" finetune --data "$DATA" --init "$OUT/no-shift" --out "$OUT/ft-no-shift" --overwrite "${FT[@]}"
 for run in ft-pretrained ft-scratch ft-no-shift; do
   echo "== $run"
   "$NEPA" eval --checkpoint "$OUT/$run/classifier.safetensors" --data "$DATA" --split test --device "$DEVICE"

@@ -11,6 +11,6 @@ PHOTOS=$(mktemp -d)
 for f in astronaut.png chelsea.png coffee.png rocket.jpg hubble_deep_field.jpg camera.png retina.jpg brick.png grass.png gravel.png; do
   cp "data/photos/$f" "$PHOTOS/"
 done
-"$NEPA" pretrain --data "$PHOTOS" --out runs/demo --dim 128 --depth 4 --heads 4 --image-size 64 --patch-size 8 \
+"$NEPA" pretrain --data "$PHOTOS" --out runs/demo --overwrite --dim 128 --depth 4 --heads 4 --image-size 64 --patch-size 8 \
   --batch-size 10 --steps 1200 --lr 1e-3 --warmup-ratio 0.05 --crop-min-scale 0.08 --seed 0 --save-every 0 --device flex
 cp runs/demo/step-0001200.safetensors static/nepa-demo.safetensors

@@ -31,4 +31,6 @@ CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=300 \
   cargo test --release --target wasm32-unknown-unknown -p nepa-web --test browser
 
 step "end-to-end tests in headless Chromium"
+# The native binary the tests above built (the fine-tuning test runs `nepa eval` on the page's download).
+export NEPA_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/nepa"
 (cd tests/e2e && node --test)

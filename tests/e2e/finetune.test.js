@@ -101,8 +101,12 @@ test('two classes from bundled images: train, accuracy, classify, download, eval
     const data = join(OUT, 'finetune-eval-data');
     await rm(data, { recursive: true, force: true });
     for (const cls of CLASSES) await cp(join(SAMPLES, cls), join(data, cls), { recursive: true });
-    const evalOut = execFileSync('cargo', ['run', '-q', '-p', 'nepa-cli', '--', 'eval', '--checkpoint', file,
-      '--data', data, '--device', 'flex'], { cwd: ROOT, encoding: 'utf8' });
+    // scripts/test.sh passes the binary its native tests built (NEPA_BIN): `cargo run` here would
+    // resolve Burn's features differently from the workspace build and compile Burn again.
+    const evalArgs = ['eval', '--checkpoint', file, '--data', data, '--device', 'flex'];
+    const evalOut = process.env.NEPA_BIN
+      ? execFileSync(process.env.NEPA_BIN, evalArgs, { cwd: ROOT, encoding: 'utf8' })
+      : execFileSync('cargo', ['run', '-q', '-p', 'nepa-cli', '--', ...evalArgs], { cwd: ROOT, encoding: 'utf8' });
     console.log(`nepa eval: ${evalOut.trim()}`);
     const acc = Number(/top-1 accuracy (\d+\.\d+)%/.exec(evalOut)?.[1]);
     assert.ok(acc > 50, `native accuracy of the browser-trained model: ${evalOut}`);

@@ -44,6 +44,18 @@ fn assert_finite_checkpoint(path: &Path) {
     nepa::load_backbone(&bytes, &config, &Device::flex(), LoadOptions::default()).unwrap();
 }
 
+/// `nepa pretrain` on the tiny model with only the given training flags.
+fn pretrain_bare(data: &Path, out: &Path, flags: &[&str]) -> Command {
+    let mut cmd = nepa();
+    cmd.args(["pretrain", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(TINY)
+        .args(flags);
+    cmd
+}
+
 fn latest(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap()
 }
@@ -53,11 +65,21 @@ fn a_diverging_run_stops_and_keeps_only_finite_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
     let data = image_folder(tmp.path(), 16, &[]);
     let run = tmp.path().join("run");
-    let stderr = run_err(&mut pretrain(
+    let stderr = run_err(&mut pretrain_bare(
         &data,
         &run,
-        40,
-        &["--lr", "1e30", "--warmup-ratio", "0", "--save-every", "1"],
+        &[
+            "--batch-size",
+            "8",
+            "--steps",
+            "40",
+            "--lr",
+            "1e30",
+            "--warmup-ratio",
+            "0",
+            "--save-every",
+            "1",
+        ],
     ));
     assert!(
         stderr.contains("training diverged") && stderr.contains("non-finite steps in a row"),
@@ -160,7 +182,11 @@ fn a_fresh_run_refuses_a_folder_holding_a_run() {
     let weights = run.join("step-0000002.safetensors");
     let before = std::fs::read(&weights).unwrap();
 
-    let stderr = run_err(&mut pretrain(&data, &run, 1, &["--seed", "3"]));
+    let stderr = run_err(&mut pretrain_bare(
+        &data,
+        &run,
+        &["--batch-size", "8", "--steps", "1"],
+    ));
     assert!(
         stderr.contains("already holds a run") && stderr.contains("--overwrite"),
         "{stderr}"
@@ -235,10 +261,9 @@ fn damaged_sidecars_are_clear_errors() {
 fn arguments_no_run_can_use_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let data = image_folder(tmp.path(), 16, &[]);
-    let stderr = run_err(&mut pretrain(
+    let stderr = run_err(&mut pretrain_bare(
         &data,
         &tmp.path().join("a"),
-        2,
         &["--batch-size", "0"],
     ));
     assert!(stderr.contains("batch size must be at least 1"), "{stderr}");
