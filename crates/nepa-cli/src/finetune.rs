@@ -113,9 +113,8 @@ impl FinetuneSettings {
                 self.crop_min_scale
             );
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0)
-            || !(self.clip_grad.is_finite() && self.clip_grad >= 0.0)
-        {
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !non_negative(self.weight_decay) || !non_negative(self.clip_grad) {
             bail!("--weight-decay and --clip-grad must be ≥ 0");
         }
         Ok(())
