@@ -23,6 +23,10 @@ cargo clippy --target wasm32-unknown-unknown -p nepa -p nepa-web -- -D warnings
 step "native tests"
 cargo test --workspace
 
+step "fuzz targets (counts)"
+# Already passed above; run again uncaptured so the log shows how many inputs each target took.
+cargo test -q -p nepa --test fuzz -- --nocapture 2>&1 | grep -E "^fuzz|test result"
+
 step "web app build (trunk, wasm32)"
 trunk build --release
 

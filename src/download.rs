@@ -100,7 +100,7 @@ fn mb(bytes: u64) -> String {
 
 /// The message for a download over the cap.
 fn too_large(url: &str, what: String, cap: u64) -> String {
-    let cap = if cap >= 1 << 30 && cap % (1 << 30) == 0 {
+    let cap = if cap >= 1 << 30 && cap.is_multiple_of(1 << 30) {
         format!("{} GiB", cap >> 30)
     } else {
         mb(cap)

@@ -248,10 +248,35 @@ fn damaged_sidecars_are_clear_errors() {
     let stderr = run_err(&mut resume(&weights));
     assert!(stderr.contains("batch size must be at least 1"), "{stderr}");
 
+    // An optimizer state from another model (D 16 instead of 32): refused before step 1.
+    let other = tmp.path().join("other");
+    let narrower: Vec<&str> = TINY
+        .iter()
+        .map(|a| if *a == "32" { "16" } else { a })
+        .collect();
+    run_ok(
+        nepa()
+            .args(["pretrain", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&other)
+            .args(&narrower)
+            .args(["--batch-size", "8", "--steps", "2"]),
+    );
+    edit_sidecar(&weights, |s| s["settings"]["batch_size"] = 8.into());
+    let optim = run.join("step-0000002.optim.safetensors");
+    let kept = std::fs::read(&optim).unwrap();
+    std::fs::copy(other.join("step-0000002.optim.safetensors"), &optim).unwrap();
+    let stderr = run_err(&mut resume(&weights));
+    assert!(
+        stderr.contains("does not fit its weights") && stderr.contains("exp_avg."),
+        "{stderr}"
+    );
+    std::fs::write(&optim, kept).unwrap();
+
     // A config no model can have.
     edit_sidecar(&weights, |s| {
-        s["settings"]["batch_size"] = 8.into();
-        s["config"]["intermediate_size"] = (1u64 << 40).into();
+        s["config"]["intermediate_size"] = (1u64 << 40).into()
     });
     let stderr = run_err(&mut resume(&weights));
     assert!(stderr.contains("intermediate_size"), "{stderr}");
