@@ -1,8 +1,6 @@
 //! End-to-end tests of the `nepa` binary on tiny generated data (Flex, seconds each).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
 use nepa::image::{RgbImage, to_png};
@@ -140,28 +138,13 @@ fn interrupt_saves_a_checkpoint_that_loads() {
     let tmp = tempfile::tempdir().unwrap();
     let data = image_folder(tmp.path(), 16, &[]);
     let run = tmp.path().join("run");
-    let child = pretrain(&data, &run, 100_000, &["--save-every", "0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Wait for a few steps to be logged, then send SIGINT as Ctrl-C would.
-    let start = Instant::now();
-    while metrics_steps(&run) < 3 {
-        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let child = spawn_until(
+        &mut pretrain(&data, &run, 100_000, &["--save-every", "0"]),
+        &run,
+        3,
     );
+    stop_with(child, "-INT");
     let sidecar: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap();
     let step = sidecar["step"].as_u64().unwrap();

@@ -3,8 +3,7 @@
 //! nothing already written was lost.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use burn::tensor::Device;
 use nepa::LoadOptions;
@@ -112,36 +111,6 @@ fn a_diverging_run_stops_and_keeps_only_finite_checkpoints() {
     assert!(last["skipped_steps"].as_u64().unwrap() >= 1, "{last}");
 }
 
-/// Starts a long run and waits until it has logged `steps` steps.
-fn spawn_until(cmd: &mut Command, run: &Path, steps: usize) -> Child {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while metrics_steps(run) < steps {
-        assert!(start.elapsed() < Duration::from_secs(180), "no progress");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child
-}
-
-fn terminate(child: Child) -> Output {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 #[test]
 fn sigterm_leaves_a_resumable_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
@@ -152,7 +121,7 @@ fn sigterm_leaves_a_resumable_checkpoint() {
         &run,
         3,
     );
-    terminate(child);
+    stop_with(child, "-TERM");
     let first = latest(&run)["step"].as_u64().unwrap() as usize;
     assert!(first >= 3);
     assert_finite_checkpoint(&run.join(latest(&run)["model_file"].as_str().unwrap()));
@@ -167,7 +136,7 @@ fn sigterm_leaves_a_resumable_checkpoint() {
         .arg("--resume")
         .arg(&run)
         .args(["--device", "flex", "--save-every", "0"]);
-    let out = terminate(spawn_until(&mut resume, &run, first + 2));
+    let out = stop_with(spawn_until(&mut resume, &run, first + 2), "-TERM");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("at step {first}")), "{stdout}");
     assert!(latest(&run)["step"].as_u64().unwrap() as usize >= first + 2);
@@ -315,4 +284,25 @@ fn arguments_no_run_can_use_are_clear_errors() {
     );
     let stderr = run_err(&mut finetune(&["--batch-size", "0"]));
     assert!(stderr.contains("--batch-size"), "{stderr}");
+}
+
+#[test]
+fn auto_device_uses_flex_without_a_real_gpu_and_mesa_stays_quiet() {
+    // On a machine without a GPU (CI: Mesa's lavapipe is installed, a Cpu-type adapter),
+    // `auto` must run on Flex, say why on its first line, and Mesa must print nothing.
+    let out = nepa()
+        .args([
+            "smoke", "--device", "auto", "--preset", "tiny", "--batch", "1",
+        ])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    let has_gpu = first.contains("a GPU through wgpu");
+    if !has_gpu {
+        assert!(first.starts_with("device: flex"), "{stderr}");
+    }
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
 }

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use nepa::SplitMix64;
 use nepa::image::{RgbImage, to_png};
@@ -102,4 +103,35 @@ pub fn pretrain(data: &Path, out: &Path, steps: usize, extra: &[&str]) -> Comman
 
 pub fn metrics_steps(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("metrics.jsonl")).map_or(0, |s| s.lines().count())
+}
+
+/// Starts a long run and waits until it has logged `steps` steps.
+pub fn spawn_until(cmd: &mut Command, run: &Path, steps: usize) -> Child {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while metrics_steps(run) < steps {
+        assert!(start.elapsed() < Duration::from_secs(180), "no progress");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+/// Sends `signal` (e.g. `-TERM`) to a run and waits for it to end cleanly.
+pub fn stop_with(child: Child, signal: &str) -> Output {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
