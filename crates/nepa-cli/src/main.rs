@@ -72,9 +72,7 @@ fn smoke(choice: DeviceChoice, preset: &str, batch: usize) -> Result<()> {
     let selected = device::select(choice)?;
     let config = NepaConfig::preset(preset)?;
     println!(
-        "device: {} ({}); model: {preset}, {:.1} M parameters, {} tokens",
-        selected.backend,
-        selected.adapter,
+        "model: {preset}, {:.1} M parameters, {} tokens",
         config.num_params() as f64 / 1e6,
         config.seq_len()
     );
