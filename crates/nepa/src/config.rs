@@ -1,4 +1,4 @@
-//! Model configuration: the fields of the official `ViTNepaConfig` (spec §2.1), with presets.
+//! Model configuration: the fields of the official `ViTNepaConfig` (docs/nepa.md §2.1), with presets.
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -339,6 +339,22 @@ impl NepaConfig {
                 "pos_embed_rescale is {rescale}; it must be finite (or null)"
             ));
         }
+        // One image's attention probabilities in one layer: heads × T² f32 values, all held at
+        // once. A config whose single-image attention is over the budget cannot run anywhere
+        // (a 4096 px image in 32 px patches, 16,385 tokens, 12 heads: 12.0 GiB).
+        let t = self.seq_len() as u64;
+        let attention = (self.num_attention_heads as u64)
+            .saturating_mul(t.saturating_mul(t))
+            .saturating_mul(4);
+        if attention > MODEL_MEMORY_BUDGET_BYTES {
+            return Err(NepaError::TooLarge(format!(
+                "one image's attention ({} heads × {t}² tokens) would need {}, over the budget \
+                 of {}: use a smaller image_size or a larger patch_size",
+                self.num_attention_heads,
+                human_bytes(attention),
+                human_bytes(MODEL_MEMORY_BUDGET_BYTES)
+            )));
+        }
         check_budget("the model", self.param_bytes())
     }
 
@@ -592,5 +608,20 @@ mod tests {
         ] {
             assert!(NepaConfig::from_json(json).is_err(), "{json}");
         }
+    }
+
+    #[test]
+    fn an_attention_over_the_budget_is_too_large() {
+        // 4096 px in 32 px patches: 16,385 tokens, under MAX_SEQ_LEN, but 12 heads of T² f32
+        // attention for one image are 12 GiB.
+        let config = NepaConfig::base()
+            .with_image_size(4096, 4096)
+            .with_patch_size(32);
+        let e = config.validate().unwrap_err();
+        assert!(matches!(e, NepaError::TooLarge(_)), "{e:?}");
+        assert!(e.to_string().contains("attention"), "{e}");
+        // The official 224 px / patch 14 models are far below it.
+        NepaConfig::base().validate().unwrap();
+        NepaConfig::large().validate().unwrap();
     }
 }
