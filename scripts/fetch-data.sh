@@ -7,7 +7,7 @@
 #   scripts/fetch-data.sh --force              # re-fetch even if present
 #   scripts/fetch-data.sh --dest /some/dir     # default: <repo>/data
 #
-# Parts (see /work/shared/data.md for where they come from and why):
+# Parts (source and licence of each; the photos' licences also land in data/photos/LICENSES.txt):
 #   fashion-mnist  Debian `dataset-fashion-mnist` (bookworm 0.0~git20200523.55506a9-1, 30.9 MB .deb):
 #                  the 4 canonical idx files, gunzipped, into data/fashion-mnist/ (MIT, Zalando).
 #   photos         PyPI `scikit-image==0.26.0` wheel (13.7 MB): the bundled photos into data/photos/,

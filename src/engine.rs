@@ -102,7 +102,7 @@ pub struct Analysis {
     pub heads: usize,
 }
 
-/// Runs the model on `image` (resized to the model input, spec §7.2) and reads back z, ẑ
+/// Runs the model on `image` (resized to the model input, docs/nepa.md §7.2) and reads back z, ẑ
 /// and every layer's attention probabilities in one async transaction.
 pub async fn analyse(
     loaded: &LoadedModel,
@@ -161,7 +161,7 @@ pub async fn analyse(
     })
 }
 
-/// Model inputs for `images` (spec §7.2 eval resize, or the training augmentation when an
+/// Model inputs for `images` (docs/nepa.md §7.2 eval resize, or the training augmentation when an
 /// rng is given), as one `[B, 3, H, W]` batch.
 pub fn batch_pixels(
     images: &[&RgbImage],

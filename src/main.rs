@@ -26,7 +26,7 @@ mod views;
 unsafe extern "C" {
     // A wasm "command" module re-runs every static constructor (cubecl/burn register many
     // `inventory` items) on each export call unless the constructors run once up front:
-    // 3–4× slower otherwise (shared/feasibility.md §5.2).
+    // 3–4× slower otherwise (docs/feasibility.md §5.2).
     fn __wasm_call_ctors();
 }
 

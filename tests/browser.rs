@@ -19,7 +19,7 @@ unsafe extern "C" {
 }
 
 /// Runs the static constructors once (a wasm command module otherwise re-runs them on
-/// every export call; shared/feasibility.md §5.2).
+/// every export call; docs/feasibility.md §5.2).
 fn ctors() {
     static ONCE: Once = Once::new();
     // SAFETY: guarded to run exactly once, before any other use of the registries.

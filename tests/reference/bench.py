@@ -154,9 +154,9 @@ def model_json(cfg: NepaConfig, a) -> dict:
 
 
 def init_weights(model: nn.Module, std: float = 0.02):
-    """Official `_init_weights` (spec §2.2): Linear/Conv2d weight and cls_token ~ trunc_normal(0, std)
-    (PyTorch default bounds ±2, i.e. practically untruncated), biases 0, LayerNorm γ 1 / β 0,
-    LayerScale λ = layerscale_value."""
+    """Official `_init_weights` (docs/nepa.md §2.2): Linear/Conv2d weight and cls_token ~
+    trunc_normal(0, std) (PyTorch default bounds ±2, i.e. practically untruncated), biases 0,
+    LayerNorm γ 1 / β 0, LayerScale λ = layerscale_value."""
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.trunc_normal_(m.weight, mean=0.0, std=std)

@@ -1,6 +1,6 @@
 """Independent PyTorch reference implementation of the NEPA vision transformer.
 
-Written from /work/shared/nepa_spec.md (sections 2, 3 and 7.3) only.  Plain torch.nn,
+Written from docs/nepa.md (sections 2, 3 and 7.3) only.  Plain torch.nn,
 works in float32 or float64 (call ``model.double()``).  Module attribute names are chosen so
 that ``state_dict()`` yields exactly the official checkpoint keys:
 
@@ -71,7 +71,7 @@ def activation(name: str, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(name)
 
 
-# ----------------------------------------------------------------------------- RoPE (spec 2.3)
+# ---------------------------------------------------------------- RoPE (docs/nepa.md §2.3)
 
 
 def rope_cos_sin(cfg: NepaConfig, rope_scale: float = 1.0, dtype=torch.float64, device=None):
@@ -290,7 +290,7 @@ def backbone(model: nn.Module) -> NepaModel:
     return model.vit_nepa if isinstance(model, NepaForImageClassification) else model
 
 
-# ----------------------------------------------------------------------------- loss (spec 3.1)
+# ---------------------------------------------------------------- loss (docs/nepa.md §3.1)
 
 
 def nepa_loss(z_hat: torch.Tensor, z: torch.Tensor, shift: bool = True, stop_grad: bool = True) -> torch.Tensor:

@@ -1,4 +1,4 @@
-//! `nepa finetune` and `nepa eval`: classification from a pretrained checkpoint (spec §5).
+//! `nepa finetune` and `nepa eval`: classification from a pretrained checkpoint (docs/nepa.md §5).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -201,7 +201,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     }
     let (train, val) = data.split_validation(args.val_fraction, settings.seed)?;
     let classes = train.classes.clone();
-    // Fine-tuning is bidirectional (spec §5) unless --causal.
+    // Fine-tuning is bidirectional (docs/nepa.md §5) unless --causal.
     let config = config.with_causal(settings.causal);
     let backbone = backbone.set_causal(settings.causal);
     let mut model = NepaClassifier::from_backbone(backbone, classes.len(), &device);

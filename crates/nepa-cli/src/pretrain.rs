@@ -1,4 +1,4 @@
-//! `nepa pretrain`: NEPA pretraining (spec §4) on an image folder or idx files.
+//! `nepa pretrain`: NEPA pretraining (docs/nepa.md §4) on an image folder or idx files.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -59,7 +59,7 @@ pub struct PretrainSettings {
     pub steps: Option<usize>,
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
-    /// Peak learning rate; default: --blr × batch / 256 (spec §4).
+    /// Peak learning rate; default: --blr × batch / 256 (docs/nepa.md §4).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Base learning rate per 256 images.

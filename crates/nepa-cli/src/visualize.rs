@@ -1,4 +1,4 @@
-//! `nepa visualize`: the paper's three views for one image and one query patch (spec §6),
+//! `nepa visualize`: the paper's three views for one image and one query patch (docs/nepa.md §6),
 //! plus the predictability map cos(ẑ_t, z_{t+1}) and a shared-basis PCA of z and ẑ.
 //! The browser draws the same maps from the same `nepa::viz` code.
 

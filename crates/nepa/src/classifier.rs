@@ -1,4 +1,5 @@
-//! Fine-tuning head (spec §2.4): mean of the patch tokens of ẑ (not CLS) → fc_norm → Linear.
+//! Fine-tuning head (docs/nepa.md §2.4): mean of the patch tokens of ẑ (not CLS) → fc_norm →
+//! Linear.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};

@@ -1,4 +1,5 @@
-//! Model configuration: the fields of the official `ViTNepaConfig` (docs/nepa.md §2.1), with presets.
+//! Model configuration: the fields of the official `ViTNepaConfig` (docs/nepa.md §2.1), with
+//! presets.
 
 use serde::{Deserialize, Deserializer, Serialize};
 

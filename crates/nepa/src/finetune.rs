@@ -2,11 +2,11 @@
 //! repaints, or a native loop):
 //!
 //! - **Full** — every parameter but the patch embedding (frozen, as the official recipe), with
-//!   layer-wise learning-rate decay and the official per-group warmup (spec §5), through this
-//!   crate's AdamW.
+//!   layer-wise learning-rate decay and the official per-group warmup (docs/nepa.md §5),
+//!   through this crate's AdamW.
 //! - **Head only** — the backbone frozen; only `fc_norm` and `classifier` learn. Cheapest, but
-//!   NEPA's features are weak under a linear probe (spec: "linear probing is poor"), so this
-//!   is mostly a quick baseline.
+//!   NEPA's features are weak under a linear probe (docs/nepa.md §5: linear probing is poor),
+//!   so this is mostly a quick baseline.
 //! - **LoRA** — Burn's `apply_lora` puts rank-r adapters on every 2-D weight of the backbone
 //!   (its base weights frozen), trained with the head by Burn's AdamW. The default for the
 //!   browser: the backbone adapts, yet the optimizer holds state only for the adapters and
@@ -139,7 +139,7 @@ impl Finetuner {
                         num_layers,
                         total_steps: settings.total_steps,
                         warmup_steps: settings.warmup_steps,
-                        // The official recipe keeps the patch embedding frozen (spec §5).
+                        // The official recipe keeps the patch embedding frozen (docs/nepa.md §5).
                         freeze_patch_embed: true,
                     },
                 )

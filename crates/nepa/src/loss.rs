@@ -1,9 +1,9 @@
-//! The NEPA objective (spec §3.1): −mean cos(ẑ_t, stopgrad(z_{t+1})).
+//! The NEPA objective (docs/nepa.md §3.1): −mean cos(ẑ_t, stopgrad(z_{t+1})).
 
 use burn::tensor::Tensor;
 
 /// Which pairs the loss compares, and whether the target is detached.
-/// The defaults are the paper's; the switches exist for the ablations of spec §3.2.
+/// The defaults are the paper's; the switches exist for the ablations of docs/nepa.md §3.2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LossOptions {
     /// Pair ẑ_t with z_{t+1} (`true`) or with z_t (`false`: the trivial copy task).

@@ -1,5 +1,5 @@
-//! The NEPA backbone (spec §2.2): conv patch embedding + CLS, pre-norm blocks with QK-norm,
-//! 2D RoPE and LayerScale, and a final LayerNorm. No decoder, no head.
+//! The NEPA backbone (docs/nepa.md §2.2): conv patch embedding + CLS, pre-norm blocks with
+//! QK-norm, 2D RoPE and LayerScale, and a final LayerNorm. No decoder, no head.
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, silu, softmax};
@@ -345,7 +345,7 @@ impl ForwardOptions {
     }
 
     /// Training mode: draws the RoPE rescale `exp(U(−ln s, ln s))` (one scalar per
-    /// forward, spec §2.3) from `rng` and enables drop-path.
+    /// forward, docs/nepa.md §2.3) from `rng` and enables drop-path.
     pub fn train(config: &NepaConfig, rng: &mut SplitMix64) -> Self {
         let rope_scale = match config.pos_embed_rescale {
             Some(s) if s > 1.0 => {
@@ -392,7 +392,7 @@ pub struct NepaModel {
 }
 
 impl NepaModel {
-    /// A randomly initialised model (spec §2.2 weight init) on `device`.
+    /// A randomly initialised model (docs/nepa.md §2.2 weight init) on `device`.
     pub fn new(config: &NepaConfig, device: &Device) -> Result<Self, NepaError> {
         config.validate()?;
         Ok(Self {

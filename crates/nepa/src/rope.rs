@@ -1,4 +1,4 @@
-//! 2D rotary position embedding (spec §2.3), θ = 100, on patch tokens only.
+//! 2D rotary position embedding (docs/nepa.md §2.3), θ = 100, on patch tokens only.
 //!
 //! The cos/sin tables are computed on the host in f32 (as the official code does under
 //! disabled autocast) and uploaded once per forward pass; they are tiny (`N × head_dim`).

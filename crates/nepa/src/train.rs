@@ -1,7 +1,7 @@
 //! Training pieces shared by the native trainer and the browser: AdamW with per-parameter
 //! learning rate and weight decay (no decay on biases, norms and LayerScale; layer-wise decay
-//! for fine-tuning), global-norm gradient clipping, the learning-rate schedules of spec §4–§5,
-//! and label-smoothed cross-entropy.
+//! for fine-tuning), global-norm gradient clipping, the learning-rate schedules of
+//! docs/nepa.md §4–§5, and label-smoothed cross-entropy.
 //!
 //! The optimizer is written here rather than taken from burn-optim so that its state can be
 //! read back asynchronously and saved as safetensors under the official parameter names,
@@ -25,7 +25,7 @@ pub struct ParamGroup {
     pub weight_decay: f64,
 }
 
-/// Whether a parameter is exempt from weight decay (spec §4): biases, every LayerNorm
+/// Whether a parameter is exempt from weight decay (docs/nepa.md §4): biases, every LayerNorm
 /// (including q_norm/k_norm and fc_norm) and LayerScale. The CLS token and the conv weight
 /// are decayed.
 pub fn is_no_decay(key: &str) -> bool {
@@ -51,7 +51,7 @@ pub fn layer_id(key: &str, num_layers: usize) -> usize {
     }
 }
 
-/// AdamW hyper-parameters (spec §4: β = (0.9, 0.95), eps 1e-8, decoupled weight decay).
+/// AdamW hyper-parameters (docs/nepa.md §4: β = (0.9, 0.95), eps 1e-8, decoupled weight decay).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
     pub beta1: f64,
@@ -468,7 +468,7 @@ pub fn embedding_similarity(input_embedding: Tensor<3>) -> Tensor<1> {
 
 /// One NEPA pretraining step: forward (with `forward`'s training noise), the prediction loss,
 /// backward, and AdamW at learning rate `lr` with `weight_decay` except on biases, norms and
-/// LayerScale (spec §4).
+/// LayerScale (docs/nepa.md §4).
 pub fn pretrain_step(
     model: NepaModel,
     optim: &mut AdamW,
@@ -522,7 +522,7 @@ pub fn finetune_step(
     }
 }
 
-/// Fine-tuning schedule and parameter groups (spec §5): layer-wise learning-rate decay
+/// Fine-tuning schedule and parameter groups (docs/nepa.md §5): layer-wise learning-rate decay
 /// with the official per-group warmup, a separate head learning rate for `classifier` and
 /// the final `layernorm`, no decay on 1-D parameters, and an optionally frozen patch
 /// embedding.
@@ -581,7 +581,7 @@ impl FinetuneSchedule {
     }
 }
 
-/// Linear warmup then cosine decay to `min_lr` (HF `cosine`, spec §4). `step` is 0-based.
+/// Linear warmup then cosine decay to `min_lr` (HF `cosine`, docs/nepa.md §4). `step` is 0-based.
 pub fn warmup_cosine(step: usize, total: usize, warmup: usize, peak: f64, min_lr: f64) -> f64 {
     if step < warmup {
         return peak * (step + 1) as f64 / warmup as f64;
@@ -591,10 +591,10 @@ pub fn warmup_cosine(step: usize, total: usize, warmup: usize, peak: f64, min_lr
     min_lr + (peak - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-/// The official fine-tuning schedule `llrd_cosine_warmup` (spec §5) for one parameter group
-/// whose layer-decay factor is `factor` (= llrd^(L−1−i) for block i): peak `factor·lr`, a
-/// warmup of `W − round(W·min(factor, 1))` steps (at least 1) so groups near the output warm
-/// up almost at once, then cosine to 0.
+/// The official fine-tuning schedule `llrd_cosine_warmup` (docs/nepa.md §5) for one parameter
+/// group whose layer-decay factor is `factor` (= llrd^(L−1−i) for block i): peak
+/// `factor·lr`, a warmup of `W − round(W·min(factor, 1))` steps (at least 1) so groups near
+/// the output warm up almost at once, then cosine to 0.
 pub fn llrd_cosine_warmup(
     step: usize,
     total: usize,

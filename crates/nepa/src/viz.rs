@@ -1,4 +1,4 @@
-//! Visualization math (spec §6), shared by the native CLI (which writes PNGs) and the
+//! Visualization math (docs/nepa.md §6), shared by the native CLI (which writes PNGs) and the
 //! browser UI (which draws canvases).
 //!
 //! Everything here is host-side and I/O-free: the functions take plain `&[f32]` slices that
@@ -6,9 +6,10 @@
 //! structs. Nothing here touches a `Tensor`, because the browser reads tensors back
 //! asynchronously and must own that step; the same math then runs unchanged on both sides.
 //!
-//! Conventions (spec §2.2): an image with a `rows × cols` patch grid has `T = 1 + rows·cols`
-//! tokens; token 0 is CLS and patch `(r, c)` is token `1 + r·cols + c` (row-major). Every
-//! per-patch map returned here has `rows·cols` values in the same row-major patch order.
+//! Conventions (docs/nepa.md §2.2): an image with a `rows × cols` patch grid has
+//! `T = 1 + rows·cols` tokens; token 0 is CLS and patch `(r, c)` is token `1 + r·cols + c`
+//! (row-major). Every per-patch map returned here has `rows·cols` values in the same
+//! row-major patch order.
 //!
 //! The paper's recipe (`run_visualization.py`, causal pretrained model, eval mode):
 //! - attention: mean over a set of layers and over heads of the probabilities, row `t`,
@@ -25,15 +26,15 @@
 use crate::error::NepaError;
 use crate::rng::SplitMix64;
 
-/// Gamma applied to the normalised attention map (spec §6.5): < 1 lifts the long tail of
+/// Gamma applied to the normalised attention map (docs/nepa.md §6.5): < 1 lifts the long tail of
 /// small weights so that long-range attention is visible.
 pub const ATTENTION_GAMMA: f32 = 0.25;
-/// Gamma applied to the normalised similarity softmax (spec §6.5): ≫ 1 keeps only the
+/// Gamma applied to the normalised similarity softmax (docs/nepa.md §6.5): ≫ 1 keeps only the
 /// patches the prediction is closest to.
 pub const SIMILARITY_GAMMA: f32 = 10.0;
 /// Lower end `m` of the [`normalize_except_zero`] range used by the display helpers.
 pub const NORMALIZE_MIN: f32 = 0.0;
-/// Opacity of the heat-map rectangles over the image (spec §6.5).
+/// Opacity of the heat-map rectangles over the image (docs/nepa.md §6.5).
 pub const OVERLAY_ALPHA: f32 = 0.55;
 /// Outline of the query patch `t` (the paper's red box).
 pub const QUERY_COLOR: [u8; 3] = [255, 0, 0];
@@ -279,7 +280,7 @@ impl PatchMaps {
     }
 
     /// The attention row of query token `query_token`, averaged over the chosen layers and
-    /// heads (spec §6.3), split into the CLS weight and the `rows·cols` patch map.
+    /// heads (docs/nepa.md §6.3), split into the CLS weight and the `rows·cols` patch map.
     ///
     /// The average is taken over probabilities, so a weight that is exactly 0 in every
     /// selected layer/head (the causal mask: every patch after the query) stays exactly 0.
@@ -339,7 +340,7 @@ impl PatchMaps {
 
     /// Raw cosine similarity between the prediction ẑ[t] and the input embedding z[j] of every
     /// patch j (tokens 1..T, future patches included), `rows·cols` values in [−1, 1]
-    /// (spec §6.4: `l2norm(z[1:]) · l2norm(ẑ[t])`).
+    /// (docs/nepa.md §6.4: `l2norm(z[1:]) · l2norm(ẑ[t])`).
     pub fn similarity_map(&self, query_token: usize) -> Result<Vec<f32>, NepaError> {
         self.check_token(query_token)?;
         let h = self.z_hat_token(query_token);
@@ -451,12 +452,12 @@ pub fn softmax_top_p(values: &[f32], temperature: f32, top_p: f32) -> Vec<f32> {
 }
 
 /// The paper's similarity distribution: softmax of the raw cosines with temperature 1 and
-/// top-p off (spec §6.4).
+/// top-p off (docs/nepa.md §6.4).
 pub fn similarity_softmax(raw: &[f32]) -> Vec<f32> {
     softmax_top_p(raw, 1.0, 1.0)
 }
 
-/// Display normalisation (spec §6.5): values that are exactly 0 stay 0 (so the causal mask
+/// Display normalisation (docs/nepa.md §6.5): values that are exactly 0 stay 0 (so the causal mask
 /// remains visible); the other values are min–max rescaled to `[m, 1]` using the min and max
 /// of the non-zero values only. If all non-zero values are equal they map to 1. Non-finite
 /// values are treated like zeros.
@@ -960,7 +961,7 @@ pub fn heatmap_panel(
 
 /// The display image from normalised CHW pixels (`[3·height·width]`, as fed to the model):
 /// `x·std + mean` per channel, then ×255, rounded and clamped. NEPA's preprocessing
-/// (spec §7.2) uses mean = std = 0.5 for all channels.
+/// (docs/nepa.md §7.2) uses mean = std = 0.5 for all channels.
 pub fn denormalize_chw(
     pixels: &[f32],
     height: usize,

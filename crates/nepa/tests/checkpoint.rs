@@ -1,4 +1,4 @@
-//! Checkpoint import/export with the official key names (spec §7.3).
+//! Checkpoint import/export with the official key names (docs/nepa.md §7.3).
 
 mod common;
 

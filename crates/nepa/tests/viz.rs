@@ -1,4 +1,4 @@
-//! The visualization math (`nepa::viz`, spec §6) against the model's own outputs and
+//! The visualization math (`nepa::viz`, docs/nepa.md §6) against the model's own outputs and
 //! against independent computations: attention rows averaged by hand, cosines computed on
 //! the device, the per-position loss map, and synthetic data with known structure.
 

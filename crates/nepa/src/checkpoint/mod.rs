@@ -1,4 +1,4 @@
-//! Safetensors checkpoints with the official Hugging Face tensor names (spec §7.3).
+//! Safetensors checkpoints with the official Hugging Face tensor names (docs/nepa.md §7.3).
 //!
 //! Bytes in, bytes out: no filesystem, so the browser and the native binary share this code.
 //! Reading back from the device comes in a sync flavour (native) and an async one (the

@@ -10,9 +10,9 @@
 //!   JPEG).
 //! * [`resize_bilinear`]: PIL's `Image.resize(..., BILINEAR)` reproduced bit for bit on 8-bit
 //!   RGB (see its docs for what exactly is matched).
-//! * [`preprocess_eval`] (spec §7.2): resize to exactly H×W, bilinear, no crop, then
+//! * [`preprocess_eval`] (docs/nepa.md §7.2): resize to exactly H×W, bilinear, no crop, then
 //!   `(x/255 − 0.5)/0.5`, CHW.
-//! * [`augment_train`] (spec §4): torchvision `RandomResizedCrop` (bilinear) +
+//! * [`augment_train`] (docs/nepa.md §4): torchvision `RandomResizedCrop` (bilinear) +
 //!   `RandomHorizontalFlip(0.5)` + `ToTensor` + `Normalize(0.5, 0.5)`, drawing from a seeded
 //!   [`SplitMix64`] so a run is reproducible on native and wasm alike.
 
@@ -107,7 +107,7 @@ fn normalized_chw(img: &RgbImage, flip: bool) -> Vec<f32> {
     out
 }
 
-/// Evaluation preprocessing (spec §7.2, `ViTImageProcessor`): resize to exactly
+/// Evaluation preprocessing (docs/nepa.md §7.2, `ViTImageProcessor`): resize to exactly
 /// `height × width` (no crop, aspect ratio not kept), bilinear, then normalise; CHW float with
 /// `3 · height · width` values.
 pub fn preprocess_eval(img: &RgbImage, height: usize, width: usize) -> Vec<f32> {
@@ -220,7 +220,7 @@ pub fn hflip(img: &RgbImage) -> RgbImage {
     RgbImage::new(img.width, img.height, pixels)
 }
 
-/// The pretraining augmentation (spec §4).
+/// The pretraining augmentation (docs/nepa.md §4).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Augment {
     /// Range of the crop area as a fraction of the image area.
@@ -242,7 +242,7 @@ impl Default for Augment {
     }
 }
 
-/// Training augmentation (spec §4): `RandomResizedCrop((height, width), scale, ratio,
+/// Training augmentation (docs/nepa.md §4): `RandomResizedCrop((height, width), scale, ratio,
 /// BILINEAR)` → `RandomHorizontalFlip(0.5)` (one `rng.next_f64() < 0.5` draw after the crop
 /// draws, skipped when `aug.hflip` is false) → `ToTensor` → `Normalize(0.5, 0.5)`. Returns CHW
 /// float with `3 · height · width` values. Panics on an empty image.
