@@ -10,14 +10,16 @@ use clap::Args;
 use nepa::checkpoint::{classifier_tensors, load_backbone, load_classifier, to_safetensors};
 use nepa::image::Augment;
 use nepa::train::{AdamW, AdamWConfig, FinetuneSchedule, argmax_rows, finetune_step};
-use nepa::{DivergenceGuard, ForwardOptions, LoadOptions, NepaClassifier, NepaModel, StepVerdict};
+use nepa::{DivergenceGuard, ForwardOptions, LoadOptions, NepaClassifier, NepaModel};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::ckpt::{self, Sidecar};
 use crate::data::{Dataset, Sampler, Split, make_batch, step_rng};
 use crate::device::{self, DeviceChoice};
-use crate::run::{Metrics, ModelArgs, Progress, interrupt_flag, stored_side};
+use crate::run::{
+    Metrics, ModelArgs, Progress, interrupt_flag, judge_step, skipped_note, stored_side,
+};
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
@@ -299,33 +301,22 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         );
         let loss: f32 = out.loss.into_scalar();
         let grad_norm: Option<f32> = out.grad_norm.map(|n| n.into_scalar());
-        match guard.check(step, loss, grad_norm) {
-            StepVerdict::Apply => {
+        let verdict = judge_step(
+            &mut guard,
+            &progress,
+            step,
+            (loss, grad_norm),
+            before,
+            |(model, _)| save(model, step + 1, last_loss),
+        )?;
+        match verdict {
+            None => {
                 model = out.model;
                 last_loss = Some(loss);
             }
-            StepVerdict::Skip => {
-                (model, optim) = before;
-                progress.println(format!(
-                    "warning: step {} skipped: loss {loss}, gradient norm {grad_norm:?}",
-                    step + 1
-                ));
-            }
-            StepVerdict::Stop(message) => {
-                model = before.0;
-                progress.finish();
-                let saved = match save(&model, step + 1, last_loss) {
-                    Ok(path) => format!("the last good weights are saved in {}", path.display()),
-                    Err(e) => format!("no checkpoint written ({e:#})"),
-                };
-                bail!("{message}\n{saved}");
-            }
+            Some(before) => (model, optim) = before,
         }
-        let skipped = match guard.skipped() {
-            0 => String::new(),
-            n => format!(" ({n} non-finite skipped)"),
-        };
-        progress.step(step + 1, format!("loss {loss:.4}{skipped}"));
+        progress.step(step + 1, format!("loss {loss:.4}{}", skipped_note(&guard)));
         if (step + 1) % per_epoch == 0 {
             let epoch = (step + 1) / per_epoch;
             let val_acc = if val.len() > 0 {

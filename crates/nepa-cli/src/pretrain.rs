@@ -9,14 +9,16 @@ use clap::Args;
 use nepa::checkpoint::{backbone_tensors, load_backbone, to_safetensors};
 use nepa::image::Augment;
 use nepa::train::{AdamW, AdamWConfig, pretrain_step, warmup_cosine};
-use nepa::{DivergenceGuard, ForwardOptions, LoadOptions, LossOptions, NepaModel, StepVerdict};
+use nepa::{DivergenceGuard, ForwardOptions, LoadOptions, LossOptions, NepaModel};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::ckpt::{self, Sidecar};
 use crate::data::{Dataset, Sampler, Split, make_batch, step_rng};
 use crate::device::{self, DeviceChoice};
-use crate::run::{Metrics, ModelArgs, Progress, interrupt_flag, stored_side};
+use crate::run::{
+    Metrics, ModelArgs, Progress, interrupt_flag, judge_step, skipped_note, stored_side,
+};
 
 #[derive(Args, Debug)]
 pub struct PretrainArgs {
@@ -292,28 +294,20 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         let loss: f32 = out.loss.into_scalar();
         let grad_norm: Option<f32> = out.grad_norm.map(|n| n.into_scalar());
         let similarity: Option<f32> = out.embedding_similarity.map(|s| s.into_scalar());
-        match guard.check(step, loss, grad_norm) {
-            StepVerdict::Apply => {
+        let verdict = judge_step(
+            &mut guard,
+            &progress,
+            step,
+            (loss, grad_norm),
+            before,
+            |(model, optim)| save(model, optim, step + 1, last_loss),
+        )?;
+        match verdict {
+            None => {
                 model = out.model;
                 last_loss = Some(loss);
             }
-            StepVerdict::Skip => {
-                (model, optim) = before;
-                progress.println(format!(
-                    "warning: step {} skipped: loss {loss}, gradient norm {grad_norm:?} ({} skipped so far)",
-                    step + 1,
-                    guard.skipped()
-                ));
-            }
-            StepVerdict::Stop(message) => {
-                (model, optim) = before;
-                progress.finish();
-                let saved = match save(&model, &optim, step + 1, last_loss) {
-                    Ok(path) => format!("the last good weights are saved in {}", path.display()),
-                    Err(e) => format!("no checkpoint written ({e:#})"),
-                };
-                bail!("{message}\n{saved}");
-            }
+            Some(before) => (model, optim) = before,
         }
         window_steps += 1;
         let img_s = (window_steps * settings.batch_size) as f64 / window.elapsed().as_secs_f64();
@@ -322,13 +316,12 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             "embedding_similarity": similarity, "images_per_sec": img_s,
             "skipped_steps": guard.skipped(),
         }))?;
-        let skipped = match guard.skipped() {
-            0 => String::new(),
-            n => format!(" ({n} non-finite skipped)"),
-        };
         progress.step(
             step + 1,
-            format!("loss {loss:.4} lr {lr:.2e} {img_s:.0} img/s{skipped}"),
+            format!(
+                "loss {loss:.4} lr {lr:.2e} {img_s:.0} img/s{}",
+                skipped_note(&guard)
+            ),
         );
         if window_steps >= 20 {
             window = Instant::now();

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use nepa::NepaConfig;
+use nepa::{DivergenceGuard, NepaConfig, StepVerdict};
 
 /// Model architecture flags: a preset plus overrides.
 #[derive(Args, Clone, Debug)]
@@ -84,6 +84,47 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
         eprintln!("\ninterrupted: saving a checkpoint, then exiting (interrupt again to abort)");
     });
     flag
+}
+
+/// Applies the divergence guard's verdict on one step, the same way for every training
+/// command: `Ok(None)` keeps the update; `Ok(Some(before))` hands back the state from before
+/// the step (a non-finite step, skipped and reported); a diverged run saves that state with
+/// `save_before` and ends with the guard's message and where the weights went.
+pub fn judge_step<S>(
+    guard: &mut DivergenceGuard,
+    progress: &Progress,
+    step: usize,
+    (loss, grad_norm): (f32, Option<f32>),
+    before: S,
+    save_before: impl FnOnce(&S) -> Result<PathBuf>,
+) -> Result<Option<S>> {
+    match guard.check(step, loss, grad_norm) {
+        StepVerdict::Apply => Ok(None),
+        StepVerdict::Skip => {
+            progress.println(format!(
+                "warning: step {} skipped: loss {loss}, gradient norm {grad_norm:?} ({} skipped so far)",
+                step + 1,
+                guard.skipped()
+            ));
+            Ok(Some(before))
+        }
+        StepVerdict::Stop(message) => {
+            progress.finish();
+            let saved = match save_before(&before) {
+                Ok(path) => format!("the last good weights are saved in {}", path.display()),
+                Err(e) => format!("no checkpoint written ({e:#})"),
+            };
+            bail!("{message}\n{saved}");
+        }
+    }
+}
+
+/// The progress-line suffix counting skipped non-finite steps (empty while there are none).
+pub fn skipped_note(guard: &DivergenceGuard) -> String {
+    match guard.skipped() {
+        0 => String::new(),
+        n => format!(" ({n} non-finite skipped)"),
+    }
 }
 
 /// A progress bar on a terminal, or plain log lines when output is redirected.

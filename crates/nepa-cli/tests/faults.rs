@@ -5,9 +5,6 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use burn::tensor::Device;
-use nepa::LoadOptions;
-
 mod common;
 use common::*;
 
@@ -22,41 +19,6 @@ fn run_err(cmd: &mut Command) -> String {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
-}
-
-/// Loads a checkpoint's weights as the model crate would and checks every value is finite.
-fn assert_finite_checkpoint(path: &Path) {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    for (name, view) in file.tensors() {
-        assert!(
-            view.data()
-                .chunks_exact(4)
-                .all(|b| f32::from_le_bytes(b.try_into().unwrap()).is_finite()),
-            "{}: tensor {name} is not finite",
-            path.display()
-        );
-    }
-    let config = nepa::checkpoint::config_from_metadata(&bytes)
-        .unwrap()
-        .unwrap();
-    nepa::load_backbone(&bytes, &config, &Device::flex(), LoadOptions::default()).unwrap();
-}
-
-/// `nepa pretrain` on the tiny model with only the given training flags.
-fn pretrain_bare(data: &Path, out: &Path, flags: &[&str]) -> Command {
-    let mut cmd = nepa();
-    cmd.args(["pretrain", "--data"])
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .args(TINY)
-        .args(flags);
-    cmd
-}
-
-fn latest(run: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap()
 }
 
 #[test]

@@ -461,6 +461,17 @@ mod tests {
     /// A field name and an edit that makes it invalid.
     type Case = (&'static str, fn(&mut NepaConfig));
 
+    /// Each case, applied to the tiny preset, is a `Config` error whose message names the field.
+    fn assert_config_errors_naming(cases: &[Case]) {
+        for (field, set) in cases {
+            let mut config = NepaConfig::tiny();
+            set(&mut config);
+            let e = config.validate().unwrap_err();
+            assert!(matches!(e, NepaError::Config(_)), "{field}: {e:?}");
+            assert!(e.to_string().contains(field), "{field}: {e}");
+        }
+    }
+
     #[test]
     fn presets_match_the_official_parameter_counts() {
         // Spec §2.1: ViT-B pretrain 85,527,552 and ViT-L pretrain 302,967,808.
@@ -512,13 +523,7 @@ mod tests {
             }),
             ("num_channels", |c| c.num_channels = 1),
         ];
-        for (field, set) in cases {
-            let mut config = NepaConfig::tiny();
-            set(&mut config);
-            let e = config.validate().unwrap_err();
-            assert!(matches!(e, NepaError::Config(_)), "{field}: {e:?}");
-            assert!(e.to_string().contains(field), "{field}: {e}");
-        }
+        assert_config_errors_naming(&cases);
         // 4096 px at patch 1 is within each bound but is 16.8 M tokens.
         let e = NepaConfig::tiny()
             .with_patch_size(1)
@@ -543,13 +548,7 @@ mod tests {
             ("layer_norm_eps", |c| c.layer_norm_eps = f64::INFINITY),
             ("rope_theta", |c| c.rope_theta = f64::NAN),
         ];
-        for (field, set) in cases {
-            let mut config = NepaConfig::tiny();
-            set(&mut config);
-            let e = config.validate().unwrap_err();
-            assert!(matches!(e, NepaError::Config(_)), "{field}: {e:?}");
-            assert!(e.to_string().contains(field), "{field}: {e}");
-        }
+        assert_config_errors_naming(&cases);
         let e = NepaConfig::tiny().with_drop_path(f64::NAN).validate();
         assert!(matches!(e, Err(NepaError::Config(_))));
     }

@@ -80,25 +80,61 @@ pub const TINY: [&str; 12] = [
     "flex",
 ];
 
+/// `nepa pretrain` on the tiny model for `steps` steps of 8 images at lr 3e-3, seed 7.
 pub fn pretrain(data: &Path, out: &Path, steps: usize, extra: &[&str]) -> Command {
+    let steps = steps.to_string();
+    let flags = [
+        "--batch-size",
+        "8",
+        "--steps",
+        &steps,
+        "--lr",
+        "3e-3",
+        "--seed",
+        "7",
+    ];
+    pretrain_bare(data, out, &[&flags[..], extra].concat())
+}
+
+/// Loads a checkpoint's weights as the model crate would and checks every value is finite.
+pub fn assert_finite_checkpoint(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for (name, view) in file.tensors() {
+        assert!(
+            view.data()
+                .chunks_exact(4)
+                .all(|b| f32::from_le_bytes(b.try_into().unwrap()).is_finite()),
+            "{}: tensor {name} is not finite",
+            path.display()
+        );
+    }
+    let config = nepa::checkpoint::config_from_metadata(&bytes)
+        .unwrap()
+        .unwrap();
+    nepa::load_backbone(
+        &bytes,
+        &config,
+        &burn::tensor::Device::flex(),
+        nepa::LoadOptions::default(),
+    )
+    .unwrap();
+}
+
+/// `nepa pretrain` on the tiny model with only the given training flags.
+pub fn pretrain_bare(data: &Path, out: &Path, flags: &[&str]) -> Command {
     let mut cmd = nepa();
     cmd.args(["pretrain", "--data"])
         .arg(data)
         .arg("--out")
         .arg(out)
         .args(TINY)
-        .args([
-            "--batch-size",
-            "8",
-            "--steps",
-            &steps.to_string(),
-            "--lr",
-            "3e-3",
-            "--seed",
-            "7",
-        ])
-        .args(extra);
+        .args(flags);
     cmd
+}
+
+pub fn latest(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("latest.json")).unwrap()).unwrap()
 }
 
 pub fn metrics_steps(dir: &Path) -> usize {
