@@ -112,8 +112,10 @@ async fn flex_fallback_forward_matches_the_reference() {
 /// read-back buffers).
 #[wasm_bindgen_test]
 async fn webgpu_finetuning_memory_stays_flat_over_500_steps() {
+    use nepa::NepaClassifier;
     use nepa::bench::{seeded_backbone, synthetic_batch};
-    use nepa::finetune::{FinetuneSettings, Finetuner};
+    use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
+    use nepa::train::smooth_one_hot;
     use wasm_bindgen_test::console_log;
 
     ctors();
@@ -123,15 +125,20 @@ async fn webgpu_finetuning_memory_stays_flat_over_500_steps() {
         .with_patch_size(4);
     let backbone = seeded_backbone(&config, 0, &device).unwrap();
     let settings = FinetuneSettings {
-        total_steps: 500,
-        ..FinetuneSettings::default()
+        mode: FinetuneMode::Lora,
+        ..FinetuneSettings::small_data()
     };
-    let mut tuner = Finetuner::new(backbone, 2, settings, &device);
-    let pixels = Tensor::<4>::from_data(synthetic_batch(&config, 4, 1), &device.clone().autodiff());
-    let labels = [0, 1, 0, 1];
+    let model = NepaClassifier::from_backbone(backbone, 2, &device);
+    let mut tuner = Finetuner::new(model, &settings, 500);
+    let autodiff = device.clone().autodiff();
+    let pixels = Tensor::<4>::from_data(synthetic_batch(&config, 4, 1), &autodiff);
+    let targets = Tensor::<2>::from_data(
+        TensorData::new(smooth_one_hot(&[0, 1, 0, 1], 2, 0.1), [4, 2]),
+        &autodiff,
+    );
     let mut usage = vec![];
     for step in 0..500 {
-        let out = tuner.step(pixels.clone(), &labels);
+        let out = tuner.step(pixels.clone(), targets.clone(), &ForwardOptions::eval());
         let loss = out.loss.into_data_async().await.unwrap();
         assert!(loss.convert::<f32>().try_into_vec::<f32>().unwrap()[0].is_finite());
         let m = device

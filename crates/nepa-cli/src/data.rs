@@ -7,10 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor, TensorData};
-use nepa::SplitMix64;
+use nepa::data::ImageSet;
 use nepa::idx::{parse_idx_images, parse_idx_labels};
-use nepa::image::{Augment, RgbImage, augment_train, decode, preprocess_eval, resize_bilinear};
+use nepa::image::{RgbImage, decode, resize_bilinear};
 
 use crate::fsio::{read_capped, read_regular};
 
@@ -27,23 +26,26 @@ pub enum Split {
     Test,
 }
 
+/// A data set read from disk: the crate's [`ImageSet`] (where subsets, splits, batches and
+/// training happen) plus what could not be read.
 pub struct Dataset {
-    pub images: Vec<RgbImage>,
-    /// One label per image when the source has labels.
-    pub labels: Option<Vec<usize>>,
-    pub classes: Vec<String>,
+    pub set: ImageSet,
     /// Files that could not be read as images.
     pub skipped: Vec<(PathBuf, String)>,
     /// How many of `skipped` are not regular files (FIFOs, sockets, devices): never read.
     pub not_regular: usize,
-    pub source: String,
+    /// Read from idx files, which have separate train and test splits (a folder has not).
+    pub from_idx: bool,
+}
+
+impl std::ops::Deref for Dataset {
+    type Target = ImageSet;
+    fn deref(&self) -> &ImageSet {
+        &self.set
+    }
 }
 
 impl Dataset {
-    pub fn len(&self) -> usize {
-        self.images.len()
-    }
-
     /// Loads `path`: a folder of idx files (`train-images-idx3-ubyte`, …) or of images.
     /// `max_side` bounds the stored size of large photos (aspect kept).
     pub fn load(path: &Path, split: Split, max_side: usize) -> Result<Self> {
@@ -91,70 +93,6 @@ impl Dataset {
         }
         Ok(dataset)
     }
-
-    /// Keeps a balanced subset: the first `per_class` images of every class after a seeded
-    /// shuffle (the labelled-subset fine-tuning of the README).
-    pub fn take_per_class(&mut self, per_class: usize, seed: u64) -> Result<()> {
-        let Some(labels) = &self.labels else {
-            bail!("--per-class needs labels");
-        };
-        if per_class == 0 {
-            bail!("--per-class must be at least 1 (0 would keep no images)");
-        }
-        let mut order: Vec<usize> = (0..self.images.len()).collect();
-        SplitMix64::new(seed).shuffle(&mut order);
-        let mut counts = vec![0usize; self.classes.len()];
-        let keep: Vec<usize> = order
-            .into_iter()
-            .filter(|&i| {
-                // Labels come from the loaders and are below classes.len(); a stray one is
-                // dropped rather than indexing out of bounds.
-                counts.get_mut(labels[i]).is_some_and(|c| {
-                    *c += 1;
-                    *c <= per_class
-                })
-            })
-            .collect();
-        self.select(&keep);
-        Ok(())
-    }
-
-    /// Keeps the images at `indices`, in that order.
-    pub fn select(&mut self, indices: &[usize]) {
-        self.images = indices.iter().map(|&i| self.images[i].clone()).collect();
-        if let Some(labels) = &self.labels {
-            self.labels = Some(indices.iter().map(|&i| labels[i]).collect());
-        }
-    }
-
-    /// Splits off the last `fraction` of a seeded shuffle as a validation set. `fraction`
-    /// must be in `[0, 1)` and leave at least one training image.
-    pub fn split_validation(mut self, fraction: f64, seed: u64) -> Result<(Self, Self)> {
-        if !(0.0..1.0).contains(&fraction) {
-            bail!("the validation fraction is {fraction}; it must be in [0, 1)");
-        }
-        let n_val = ((self.images.len() as f64) * fraction).round() as usize;
-        if n_val >= self.images.len() {
-            bail!(
-                "a validation fraction of {fraction} of {} images leaves none for training",
-                self.images.len()
-            );
-        }
-        let mut order: Vec<usize> = (0..self.images.len()).collect();
-        SplitMix64::new(seed ^ 0x5eed).shuffle(&mut order);
-        let (train, val) = order.split_at(self.images.len() - n_val);
-        let mut validation = Self {
-            images: self.images.clone(),
-            labels: self.labels.clone(),
-            classes: self.classes.clone(),
-            skipped: vec![],
-            not_regular: 0,
-            source: format!("{} (validation split)", self.source),
-        };
-        validation.select(val);
-        self.select(train);
-        Ok((self, validation))
-    }
 }
 
 /// Reads idx3 images (magic 0x803) and, if given, idx1 labels (magic 0x801). The byte-level
@@ -179,12 +117,15 @@ pub fn load_idx(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
         None => vec![],
     };
     Ok(Dataset {
-        images: images_out,
-        labels: labels_out,
-        classes,
+        set: ImageSet {
+            images: images_out,
+            labels: labels_out,
+            classes,
+            source: images.display().to_string(),
+        },
         skipped: vec![],
         not_regular: 0,
-        source: images.display().to_string(),
+        from_idx: true,
     })
 }
 
@@ -263,12 +204,15 @@ pub fn load_folder(dir: &Path, max_side: usize) -> Result<Dataset> {
         }
     }
     Ok(Dataset {
-        images,
-        labels: labelled.then_some(labels),
-        classes: if labelled { classes } else { vec![] },
+        set: ImageSet {
+            images,
+            labels: labelled.then_some(labels),
+            classes: if labelled { classes } else { vec![] },
+            source: dir.display().to_string(),
+        },
         skipped,
         not_regular,
-        source: dir.display().to_string(),
+        from_idx: false,
     })
 }
 
@@ -284,107 +228,10 @@ fn shrink(img: RgbImage, max_side: usize) -> RgbImage {
     resize_bilinear(&img, w, h)
 }
 
-/// A seeded epoch-by-epoch order: step `s` takes the `s`-th run of `batch` indices through
-/// a concatenation of per-epoch shuffles (incomplete last batches dropped). Deterministic in
-/// (seed, step), so a resumed run sees the same batches.
-pub struct Sampler {
-    n: usize,
-    batch: usize,
-    seed: u64,
-}
-
-impl Sampler {
-    pub fn new(n: usize, batch: usize, seed: u64) -> Result<Self> {
-        if batch == 0 {
-            bail!("the batch size must be at least 1");
-        }
-        if n < batch {
-            bail!("the data set has {n} images, fewer than the batch size {batch}");
-        }
-        Ok(Self { n, batch, seed })
-    }
-
-    pub fn steps_per_epoch(&self) -> usize {
-        self.n / self.batch
-    }
-
-    pub fn batch_indices(&self, step: usize) -> Vec<usize> {
-        let per_epoch = self.steps_per_epoch();
-        let epoch = step / per_epoch;
-        let within = step % per_epoch;
-        let mut order: Vec<usize> = (0..self.n).collect();
-        SplitMix64::new(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            .shuffle(&mut order);
-        order[within * self.batch..(within + 1) * self.batch].to_vec()
-    }
-}
-
-/// A per-step generator for augmentation and RoPE draws, independent of earlier steps.
-pub fn step_rng(seed: u64, step: usize) -> SplitMix64 {
-    let mut base = SplitMix64::new(seed ^ 0xA5A5_5A5A_0F0F_F0F0);
-    SplitMix64::new(base.next_u64() ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03))
-}
-
-/// Builds a `[B, 3, H, W]` batch: augmented (training) or resized (evaluation).
-pub fn make_batch(
-    data: &Dataset,
-    indices: &[usize],
-    size: [usize; 2],
-    augment: Option<(&Augment, &mut SplitMix64)>,
-    device: &Device,
-) -> Tensor<4> {
-    let [h, w] = size;
-    let mut values = Vec::with_capacity(indices.len() * 3 * h * w);
-    match augment {
-        Some((aug, rng)) => {
-            for &i in indices {
-                values.extend(augment_train(&data.images[i], h, w, aug, rng));
-            }
-        }
-        None => {
-            for &i in indices {
-                values.extend(preprocess_eval(&data.images[i], h, w));
-            }
-        }
-    }
-    Tensor::from_data(TensorData::new(values, [indices.len(), 3, h, w]), device)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use nepa::image::to_png;
-
-    fn dataset(n: usize) -> Dataset {
-        Dataset {
-            images: (0..n).map(|_| RgbImage::filled(2, 2, [1, 2, 3])).collect(),
-            labels: Some((0..n).map(|i| i % 2).collect()),
-            classes: vec!["a".into(), "b".into()],
-            skipped: vec![],
-            not_regular: 0,
-            source: "test".into(),
-        }
-    }
-
-    #[test]
-    fn bad_subset_and_split_arguments_are_errors() {
-        let e = dataset(4).take_per_class(0, 1).unwrap_err().to_string();
-        assert!(e.contains("--per-class"), "{e}");
-        let mut data = dataset(10);
-        data.take_per_class(2, 1).unwrap();
-        assert_eq!(data.len(), 4);
-        for fraction in [1.0, 1.5, -0.1, f64::NAN, 0.97] {
-            let e = dataset(10)
-                .split_validation(fraction, 1)
-                .err()
-                .unwrap_or_else(|| panic!("fraction {fraction} accepted"));
-            assert!(e.to_string().contains("validation fraction"), "{e}");
-        }
-        let (train, val) = dataset(10).split_validation(0.2, 1).unwrap();
-        assert_eq!((train.len(), val.len()), (8, 2));
-        assert!(Sampler::new(10, 0, 1).is_err());
-        assert!(Sampler::new(10, 3, 1).is_ok());
-    }
 
     fn idx_images(count: u32, h: u32, w: u32, data: usize) -> Vec<u8> {
         let mut out = Vec::new();

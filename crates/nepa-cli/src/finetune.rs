@@ -1,24 +1,23 @@
-//! `nepa finetune` and `nepa eval`: classification from a pretrained checkpoint (docs/nepa.md §5).
+//! `nepa finetune`: classification from a pretrained checkpoint (docs/nepa.md §5), a thin
+//! shell over the crate's fine-tuning driver (`nepa::finetune::FinetuneRun`), the one the
+//! page's Fine-tune tab runs too.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
-use burn::tensor::Device;
-use clap::Args;
-use nepa::checkpoint::{classifier_tensors, load_backbone, load_classifier, to_safetensors};
-use nepa::image::Augment;
-use nepa::train::{AdamW, AdamWConfig, FinetuneSchedule, argmax_rows, finetune_step};
-use nepa::{DivergenceGuard, ForwardOptions, LoadOptions, NepaClassifier, NepaModel};
-use serde::{Deserialize, Serialize};
+use clap::{Args, ValueEnum};
+use futures_lite::future::block_on;
+use nepa::checkpoint::{classifier_tensors, load_backbone, to_safetensors};
+use nepa::finetune::{FinetuneMode, FinetuneRun, FinetuneSettings, Recipe, evaluate};
+use nepa::{LoadOptions, NepaClassifier, NepaConfig, NepaModel};
 use serde_json::json;
 
 use crate::ckpt::{self, Sidecar};
-use crate::data::{Dataset, Sampler, Split, make_batch, step_rng};
+use crate::data::{Dataset, Split};
 use crate::device::{self, DeviceChoice};
 use crate::run::{
-    Metrics, ModelArgs, Progress, interrupt_flag, judge_step, skipped_note, stored_side,
+    Metrics, ModelArgs, Progress, handle_outcome, interrupt_flag, skipped_note, stored_side,
 };
 
 #[derive(Args, Debug)]
@@ -32,7 +31,7 @@ pub struct FinetuneArgs {
     /// Start from a random backbone (the baseline for the pretraining gain).
     #[arg(long, conflicts_with = "init")]
     pub from_scratch: bool,
-    /// Model flags, used with --from-scratch.
+    /// Model flags, used with --from-scratch (--drop-path applies with --init too).
     #[command(flatten)]
     pub model: ModelArgs,
     /// Keep this many labelled images per class (after a seeded shuffle).
@@ -42,7 +41,7 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
     #[command(flatten)]
-    pub train: FinetuneSettings,
+    pub recipe: RecipeArgs,
     #[arg(long, default_value = "runs/finetune")]
     pub out: PathBuf,
     /// Replace a run already in --out (its files are removed first).
@@ -54,106 +53,171 @@ pub struct FinetuneArgs {
     pub log_every: usize,
 }
 
-#[derive(Args, Clone, Debug, Serialize, Deserialize)]
-pub struct FinetuneSettings {
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
-    /// Base (peak) learning rate of the top block.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RecipeChoice {
+    /// The official ViT-B recipe (docs/nepa.md §5): batch 1024, 100 epochs, Mixup/CutMix,
+    /// RandAugment, RandomErasing, EMA 0.9999.
+    Official,
+    /// Hundreds to thousands of images: batch 64, 30 epochs, no mixing (docs/finetune-recipe.md).
+    SmallData,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeChoice {
+    Full,
+    Head,
+    Lora,
+}
+
+/// The recipe preset and the flags that override it (unset flags keep the preset's value).
+#[derive(Args, Clone, Debug)]
+pub struct RecipeArgs {
+    #[arg(long, value_enum, default_value_t = RecipeChoice::SmallData)]
+    pub recipe: RecipeChoice,
+    /// full (layer-wise lr decay), head (backbone frozen) or lora (adapters + head).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeChoice>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// A fixed number of steps instead of --epochs.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Base learning rate per 256 images (peak = blr × batch / 256).
+    #[arg(long)]
+    pub blr: Option<f64>,
+    /// Peak learning rate of the top block (overrides --blr).
+    #[arg(long, conflicts_with = "blr")]
+    pub lr: Option<f64>,
     /// Learning rate of the classifier and the final LayerNorm.
-    #[arg(long, default_value_t = 1e-3)]
-    pub head_lr: f64,
-    /// Layer-wise learning-rate decay (official: 0.65 for ViT-B).
-    #[arg(long, default_value_t = 0.65)]
-    pub layer_decay: f64,
-    #[arg(long, default_value_t = 0.05)]
-    pub weight_decay: f64,
-    /// Fraction of the steps in warmup (official: 0.2).
-    #[arg(long, default_value_t = 0.2)]
-    pub warmup_ratio: f64,
-    #[arg(long, default_value_t = 0.1)]
-    pub label_smoothing: f64,
+    #[arg(long)]
+    pub head_lr: Option<f64>,
+    #[arg(long)]
+    pub layer_decay: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
+    /// Global gradient-norm clipping (0 disables it).
+    #[arg(long)]
+    pub clip_grad: Option<f64>,
+    /// Mixup α (0: off).
+    #[arg(long)]
+    pub mixup: Option<f64>,
+    /// CutMix α (0: off).
+    #[arg(long)]
+    pub cutmix: Option<f64>,
+    /// RandAugment m9-mstd0.5 on or off.
+    #[arg(long)]
+    pub randaug: Option<bool>,
+    /// RandomErasing probability (0: off).
+    #[arg(long)]
+    pub erasing: Option<f64>,
+    /// EMA decay of the weights (0: off).
+    #[arg(long)]
+    pub ema_decay: Option<f64>,
+    #[arg(long)]
+    pub crop_min_scale: Option<f64>,
+    /// Learnable QK-norm weights during fine-tuning.
+    #[arg(long)]
+    pub qk_affine: Option<bool>,
     /// Train the patch-embedding conv too (the official recipe freezes it).
     #[arg(long)]
     pub train_patch_embed: bool,
     /// Keep causal attention instead of switching to bidirectional.
     #[arg(long)]
     pub causal: bool,
-    #[arg(long, default_value_t = 1.0)]
-    pub clip_grad: f64,
-    #[arg(long, default_value_t = 0.08)]
-    pub crop_min_scale: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
-impl FinetuneSettings {
-    /// Refuses settings no run can use.
-    fn validate(&self) -> Result<()> {
-        if self.batch_size == 0 || self.epochs == 0 {
-            bail!("--batch-size and --epochs must be at least 1");
+impl RecipeArgs {
+    /// The preset with every given flag applied; `drop_path` comes from the model flags.
+    pub fn settings(&self, drop_path: Option<f64>) -> FinetuneSettings {
+        let mut s = FinetuneSettings::preset(match self.recipe {
+            RecipeChoice::Official => Recipe::Official,
+            RecipeChoice::SmallData => Recipe::SmallData,
+        });
+        if let Some(mode) = self.mode {
+            s.mode = match mode {
+                ModeChoice::Full => FinetuneMode::Full,
+                ModeChoice::Head => FinetuneMode::HeadOnly,
+                ModeChoice::Lora => FinetuneMode::Lora,
+            };
         }
-        for (name, lr) in [("--lr", self.lr), ("--head-lr", self.head_lr)] {
-            if !(lr.is_finite() && lr > 0.0) {
-                bail!("{name} must be a positive number, got {lr}");
+        let set = |target: &mut f64, v: Option<f64>| {
+            if let Some(v) = v {
+                *target = v;
             }
+        };
+        s.batch_size = self.batch_size.unwrap_or(s.batch_size);
+        s.epochs = self.epochs.unwrap_or(s.epochs);
+        s.steps = self.steps.or(s.steps);
+        set(&mut s.blr, self.blr);
+        if let Some(lr) = self.lr {
+            s.blr = lr * 256.0 / s.batch_size.max(1) as f64;
         }
-        if !(0.0..=1.0).contains(&self.warmup_ratio)
-            || !(0.0..=1.0).contains(&self.layer_decay)
-            || !(0.0..1.0).contains(&self.label_smoothing)
-        {
-            bail!(
-                "--warmup-ratio and --layer-decay must be in [0, 1], --label-smoothing in [0, 1)"
-            );
+        set(&mut s.head_lr, self.head_lr);
+        set(&mut s.layer_decay, self.layer_decay);
+        set(&mut s.weight_decay, self.weight_decay);
+        set(&mut s.warmup_ratio, self.warmup_ratio);
+        set(&mut s.label_smoothing, self.label_smoothing);
+        set(&mut s.clip_grad, self.clip_grad);
+        set(&mut s.drop_path, drop_path);
+        set(&mut s.mixup, self.mixup);
+        set(&mut s.cutmix, self.cutmix);
+        set(&mut s.erasing, self.erasing);
+        set(&mut s.crop_min_scale, self.crop_min_scale);
+        s.randaug = self.randaug.unwrap_or(s.randaug);
+        s.qk_norm_affine = self.qk_affine.unwrap_or(s.qk_norm_affine);
+        if let Some(d) = self.ema_decay {
+            s.ema_decay = (d > 0.0).then_some(d);
         }
-        if !(self.crop_min_scale > 0.0 && self.crop_min_scale <= 1.0) {
-            bail!(
-                "--crop-min-scale must be in (0, 1], got {}",
-                self.crop_min_scale
-            );
-        }
-        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
-        if !non_negative(self.weight_decay) || !non_negative(self.clip_grad) {
-            bail!("--weight-decay and --clip-grad must be ≥ 0");
-        }
-        Ok(())
+        s.train_patch_embed |= self.train_patch_embed;
+        s.causal |= self.causal;
+        s.lora_rank = self.lora_rank.unwrap_or(s.lora_rank);
+        s.seed = self.seed.unwrap_or(s.seed);
+        s
     }
 }
 
-/// Top-1 accuracy of `model` on `data`, in batches, without augmentation.
-pub fn accuracy(
-    model: &NepaClassifier,
-    data: &Dataset,
-    size: [usize; 2],
-    batch: usize,
-    device: &Device,
-) -> Result<f64> {
-    let labels = data.labels.as_ref().context("evaluation needs labels")?;
-    let classes = model.num_labels();
-    let mut correct = 0usize;
-    let indices: Vec<usize> = (0..data.len()).collect();
-    for chunk in indices.chunks(batch.max(1)) {
-        let pixels = make_batch(data, chunk, size, None, device);
-        let logits = model.forward(pixels, &ForwardOptions::eval());
-        let values = logits
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        correct += argmax_rows(&values, classes)
-            .into_iter()
-            .zip(chunk)
-            .filter(|(p, i)| *p == labels[**i])
-            .count();
+/// The pretrained (or random) backbone and its config.
+fn backbone(
+    args: &FinetuneArgs,
+    seed: u64,
+    device: &burn::tensor::Device,
+) -> Result<(NepaModel, NepaConfig)> {
+    match (&args.init, args.from_scratch) {
+        (Some(path), _) => {
+            let loaded = ckpt::open(path)?;
+            let config = ckpt::config_of(&loaded)?;
+            let (backbone, report) =
+                load_backbone(&loaded.model, &config, device, LoadOptions::default())
+                    .with_context(|| format!("loading {}", loaded.path.display()))?;
+            if !report.unused_keys.is_empty() {
+                eprintln!(
+                    "note: unused tensors in the checkpoint: {:?}",
+                    report.unused_keys
+                );
+            }
+            Ok((backbone, config))
+        }
+        (None, true) => {
+            let config = args.model.config()?;
+            device.seed(seed);
+            Ok((NepaModel::new(&config, device)?, config))
+        }
+        (None, false) => bail!("give --init <pretrained checkpoint> or --from-scratch"),
     }
-    Ok(correct as f64 / data.len().max(1) as f64)
 }
 
 pub fn run(args: FinetuneArgs) -> Result<()> {
-    let settings = args.train.clone();
+    let settings = args.recipe.settings(args.model.drop_path);
     settings.validate()?;
     if !(0.0..1.0).contains(&args.val_fraction) {
         bail!(
@@ -167,340 +231,109 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     ckpt::prepare_fresh_out(&args.out, args.overwrite)?;
     let selected = device::select(args.device)?;
     let device = selected.device.clone().autodiff();
+    let (backbone, config) = backbone(&args, settings.seed, &device)?;
 
-    let (backbone, config) = match (&args.init, args.from_scratch) {
-        (Some(path), _) => {
-            let loaded = ckpt::open(path)?;
-            let config = ckpt::config_of(&loaded)?;
-            let (backbone, report) =
-                load_backbone(&loaded.model, &config, &device, LoadOptions::default())
-                    .with_context(|| format!("loading {}", loaded.path.display()))?;
-            if !report.unused_keys.is_empty() {
-                eprintln!(
-                    "note: unused tensors in the checkpoint: {:?}",
-                    report.unused_keys
-                );
-            }
-            (backbone, config)
-        }
-        (None, true) => {
-            let config = args.model.config()?;
-            device.seed(settings.seed);
-            (NepaModel::new(&config, &device)?, config)
-        }
-        (None, false) => bail!("give --init <pretrained checkpoint> or --from-scratch"),
-    };
-
-    let mut data = Dataset::load(&args.data, Split::Train, stored_side(&config))?;
-    if data.labels.is_none() {
-        bail!(
-            "{} has no labels: use one sub-folder per class, or idx files with labels",
-            args.data.display()
-        );
-    }
+    let mut data = Dataset::load(&args.data, Split::Train, stored_side(&config))?.set;
+    data.require_labels("fine-tuning")?;
     if let Some(k) = args.per_class {
         data.take_per_class(k, settings.seed)?;
     }
     let (train, val) = data.split_validation(args.val_fraction, settings.seed)?;
-    let classes = train.classes.clone();
-    // Fine-tuning is bidirectional (docs/nepa.md §5) unless --causal.
-    let config = config.with_causal(settings.causal);
-    let backbone = backbone.set_causal(settings.causal);
-    let mut model = NepaClassifier::from_backbone(backbone, classes.len(), &device);
-    let mut optim = AdamW::new(AdamWConfig {
-        beta2: 0.999,
-        max_grad_norm: (settings.clip_grad > 0.0).then_some(settings.clip_grad),
-        ..AdamWConfig::default()
-    });
-
-    let sampler = Sampler::new(
-        train.len(),
-        settings.batch_size.min(train.len()),
-        settings.seed,
-    )?;
-    let per_epoch = sampler.steps_per_epoch();
-    let total = per_epoch * settings.epochs;
-    let schedule = FinetuneSchedule {
-        base_lr: settings.lr,
-        head_lr: settings.head_lr,
-        layer_decay: settings.layer_decay,
-        weight_decay: settings.weight_decay,
-        num_layers: config.num_hidden_layers,
-        total_steps: total,
-        warmup_steps: ((total as f64) * settings.warmup_ratio).round() as usize,
-        freeze_patch_embed: !settings.train_patch_embed,
-    };
-    let augment = Augment {
-        scale: (settings.crop_min_scale, 1.0),
-        ..Augment::default()
-    };
+    let (n_train, n_val) = (train.len(), val.len());
+    let mut run = FinetuneRun::new(backbone, &config, train, settings.clone(), &device)?;
+    let total = run.total_steps();
+    let per_epoch = run.steps_per_epoch();
     println!(
-        "fine-tuning on {} ({}): {} classes, {} training / {} validation images, {} steps",
+        "fine-tuning on {} ({}): {} classes, {n_train} training / {n_val} validation images, \
+         {total} steps, {}, peak lr {:.2e}",
         selected.backend,
         selected.adapter,
-        classes.len(),
-        train.len(),
-        val.len(),
-        total
+        run.classes().len(),
+        settings.mode.label(),
+        settings.peak_lr(),
     );
     let inference = device.clone().inner();
     let metrics = Metrics::new(&args.out)?;
     let interrupted = interrupt_flag();
     let progress = Progress::new(total, 0, args.log_every);
-    let save = |model: &NepaClassifier, step: usize, loss: Option<f32>| -> Result<PathBuf> {
-        let weights = to_safetensors(&classifier_tensors(model), &config)?;
+    let classes = run.classes().to_vec();
+    let run_config = run.config().clone();
+    let save = |name: &str, model: &NepaClassifier, step: usize| -> Result<PathBuf> {
+        let weights = to_safetensors(&classifier_tensors(model), &run_config)?;
         let sidecar = Sidecar {
             kind: "finetune".into(),
-            config: config.clone(),
+            config: run_config.clone(),
             step,
             total_steps: total,
             seed: settings.seed,
-            loss,
+            loss: None,
             classes: classes.clone(),
             settings: serde_json::to_value(&settings)?,
             model_file: String::new(),
             optimizer_file: None,
         };
-        ckpt::save(&args.out, "classifier", &weights, None, sidecar)
+        ckpt::save(&args.out, name, &weights, None, sidecar)
     };
 
-    let mut last_loss = None;
-    let mut guard = DivergenceGuard::default();
-    let mut best = (0.0f64, 0usize);
-    for step in 0..total {
+    let mut best = (f64::NEG_INFINITY, 0usize);
+    while !run.is_done() {
         if interrupted.load(Ordering::SeqCst) {
-            let path = save(&model, step, last_loss)?;
-            progress.println(format!("saved {} after {step} steps", path.display()));
+            let path = save("classifier", &run.model(), run.steps_done())?;
+            progress.println(format!(
+                "saved {} after {} steps",
+                path.display(),
+                run.steps_done()
+            ));
             return Ok(());
         }
-        let mut rng = step_rng(settings.seed, step);
-        let indices = sampler.batch_indices(step);
-        let labels: Vec<usize> = {
-            let all = train.labels.as_ref().expect("labelled");
-            indices.iter().map(|&i| all[i]).collect()
-        };
-        let pixels = make_batch(
-            &train,
-            &indices,
-            config.image_size,
-            Some((&augment, &mut rng)),
-            &device,
-        );
-        let forward = ForwardOptions::train(&config, &mut rng);
-        device.seed(settings.seed ^ (step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-        // The state before the step (shared tensors, no copy), put back if the step diverged.
-        let before = (model.clone(), optim.clone());
-        let out = finetune_step(
-            model,
-            &mut optim,
-            pixels,
-            &labels,
-            settings.label_smoothing,
-            &forward,
-            |key| schedule.group(key, step),
-        );
-        let loss: f32 = out.loss.into_scalar();
-        let grad_norm: Option<f32> = out.grad_norm.map(|n| n.into_scalar());
-        let verdict = judge_step(
-            &mut guard,
+        let record = block_on(run.step())?;
+        let step = record.step + 1;
+        handle_outcome(
             &progress,
-            step,
-            (loss, grad_norm),
-            before,
-            |(model, _)| save(model, step + 1, last_loss),
+            &record.outcome,
+            (record.step, record.loss, record.grad_norm),
+            run.skipped_steps(),
+            || save("classifier", &run.model(), record.step),
         )?;
-        match verdict {
-            None => {
-                model = out.model;
-                last_loss = Some(loss);
-            }
-            Some(before) => (model, optim) = before,
-        }
-        progress.step(step + 1, format!("loss {loss:.4}{}", skipped_note(&guard)));
-        if (step + 1) % per_epoch == 0 {
-            let epoch = (step + 1) / per_epoch;
-            let val_acc = if val.len() > 0 {
-                accuracy(&model.valid(), &val, config.image_size, 64, &inference)?
-            } else {
-                f64::NAN
-            };
-            metrics.log(
-                json!({ "epoch": epoch, "step": step + 1, "loss": loss, "val_accuracy": val_acc,
-                        "skipped_steps": guard.skipped() }),
-            )?;
+        metrics.log(json!({
+            "step": step, "loss": record.loss, "lr": record.lr, "grad_norm": record.grad_norm,
+            "batch_accuracy": record.batch_accuracy, "skipped_steps": run.skipped_steps(),
+        }))?;
+        progress.step(
+            step,
+            format!(
+                "loss {:.4}{}",
+                record.loss,
+                skipped_note(run.skipped_steps())
+            ),
+        );
+        if step % per_epoch == 0 || step == total {
+            let epoch = step.div_ceil(per_epoch);
+            let model = run.model();
+            let val_acc = block_on(evaluate(&model, &run_config, &val, 64, &inference))?;
+            metrics.log(json!({ "epoch": epoch, "step": step, "val_accuracy": val_acc }))?;
             progress.println(format!(
-                "epoch {epoch}: loss {loss:.4}, validation accuracy {:.2}%",
+                "epoch {epoch}: loss {:.4}, validation accuracy {:.2}%",
+                record.loss,
                 100.0 * val_acc
             ));
-            if val_acc >= best.0 {
+            if n_val > 0 && val_acc >= best.0 {
                 best = (val_acc, epoch);
+                save("best", &model, step)?;
             }
         }
     }
     progress.finish();
-    let path = save(&model, total, last_loss)?;
-    println!(
-        "saved {} (best validation accuracy {:.2}% at epoch {})",
-        path.display(),
-        100.0 * best.0,
-        best.1
-    );
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct EvalArgs {
-    /// A classifier checkpoint written by `nepa finetune` (or an official -sft file).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Labelled data: class sub-folders, or idx files.
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, value_enum, default_value_t = Split::Test)]
-    pub split: Split,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
-}
-
-pub fn eval(args: EvalArgs) -> Result<()> {
-    let selected = device::select(args.device)?;
-    let device = selected.device;
-    let loaded = ckpt::open(&args.checkpoint)?;
-    let config = ckpt::config_of(&loaded)?;
-    let data = Dataset::load(&args.data, args.split, stored_side(&config))?;
-    let has_head = safetensors::SafeTensors::deserialize(&loaded.model)
-        .map(|f| f.tensor("classifier.weight").is_ok())
-        .unwrap_or(false);
-    if !has_head {
-        return eval_backbone(&args, &loaded, &config, &data, &device);
-    }
-    let (model, _) = load_classifier(
-        &loaded.model,
-        &config,
-        None,
-        &device,
-        LoadOptions::default(),
-    )
-    .with_context(|| format!("loading {}", loaded.path.display()))?;
-    if let Some(sidecar) = &loaded.sidecar
-        && !sidecar.classes.is_empty()
-        && sidecar.classes != data.classes
-    {
-        bail!(
-            "the checkpoint was trained on classes {:?} but {} has {:?}",
-            sidecar.classes,
-            args.data.display(),
-            data.classes
+    let path = save("classifier", &run.model(), total)?;
+    if n_val > 0 {
+        println!(
+            "saved {} (best validation accuracy {:.2}% at epoch {}, saved as best.safetensors)",
+            path.display(),
+            100.0 * best.0,
+            best.1
         );
+    } else {
+        println!("saved {}", path.display());
     }
-    // A classifier saved by the web app names its classes in the file's metadata.
-    if let Some(classes) = nepa::checkpoint::classes_from_metadata(&loaded.model)?
-        && classes != data.classes
-    {
-        bail!(
-            "the checkpoint's classes are {classes:?} (label i = entry i) but {} has {:?}: \
-             name the class folders so that their sorted order matches",
-            args.data.display(),
-            data.classes
-        );
-    }
-    let acc = accuracy(&model, &data, config.image_size, args.batch_size, &device)?;
-    println!(
-        "top-1 accuracy {:.2}% on {} images of {} ({} on {})",
-        100.0 * acc,
-        data.len(),
-        data.source,
-        selected.backend,
-        selected.adapter
-    );
-    Ok(())
-}
-
-/// A pretraining checkpoint has no head: report its NEPA loss on the data (how well it
-/// predicts the next patch of unseen images) and, with labels, a k-NN accuracy of its
-/// mean-pooled features against a labelled memory from the train split.
-fn eval_backbone(
-    args: &EvalArgs,
-    loaded: &ckpt::Loaded,
-    config: &nepa::NepaConfig,
-    data: &Dataset,
-    device: &Device,
-) -> Result<()> {
-    let (model, _) = load_backbone(&loaded.model, config, device, LoadOptions::default())
-        .with_context(|| format!("loading {}", loaded.path.display()))?;
-    let features = |set: &Dataset| -> Result<(Vec<f32>, f64)> {
-        let mut feats = Vec::with_capacity(set.len() * config.hidden_size);
-        let mut loss_sum = 0.0;
-        let indices: Vec<usize> = (0..set.len()).collect();
-        for chunk in indices.chunks(args.batch_size.max(1)) {
-            let out = model.forward(
-                make_batch(set, chunk, config.image_size, None, device),
-                &ForwardOptions::eval(),
-            );
-            let [b, t, d] = out.last_hidden_state.dims();
-            let loss: f32 = nepa::prediction_loss(
-                out.last_hidden_state.clone(),
-                out.input_embedding,
-                nepa::LossOptions::default(),
-            )
-            .into_scalar();
-            loss_sum += loss as f64 * b as f64;
-            let pooled = nepa::loss::l2_normalize(
-                out.last_hidden_state.narrow(1, 1, t - 1).mean_dim(1),
-                1e-12,
-            )
-            .reshape([b * d]);
-            feats.extend(
-                pooled
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?,
-            );
-        }
-        Ok((feats, loss_sum / set.len() as f64))
-    };
-    let (test_feats, loss) = features(data)?;
-    println!(
-        "NEPA loss {loss:.4} (mean −cos(ẑ_t, z_t+1)) on {} images of {}",
-        data.len(),
-        data.source
-    );
-    let Some(test_labels) = &data.labels else {
-        return Ok(());
-    };
-    let mut memory = Dataset::load(&args.data, Split::Train, stored_side(config))?;
-    let n_memory = memory.len().min(5000);
-    memory.select(&(0..n_memory).collect::<Vec<_>>());
-    let memory_labels = memory
-        .labels
-        .clone()
-        .context("the train split has no labels")?;
-    let (memory_feats, _) = features(&memory)?;
-    let d = config.hidden_size;
-    let k = 20.min(n_memory);
-    let classes = memory_labels.iter().max().map_or(0, |m| m + 1);
-    let mut correct = 0;
-    for (i, query) in test_feats.chunks(d).enumerate() {
-        let mut scored: Vec<(f32, usize)> = memory_feats
-            .chunks(d)
-            .zip(&memory_labels)
-            .map(|(m, &label)| (m.iter().zip(query).map(|(a, b)| a * b).sum(), label))
-            .collect();
-        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-        let mut votes = vec![0.0f32; classes];
-        for &(similarity, label) in &scored[..k] {
-            votes[label] += (similarity / 0.07).exp();
-        }
-        if argmax_rows(&votes, classes)[0] == test_labels[i] {
-            correct += 1;
-        }
-    }
-    println!(
-        "k-NN ({k} neighbours, {n_memory} labelled train images) top-1 accuracy {:.2}%",
-        100.0 * correct as f64 / data.len() as f64
-    );
     Ok(())
 }

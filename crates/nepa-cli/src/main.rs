@@ -4,6 +4,7 @@ mod bench;
 mod ckpt;
 mod data;
 mod device;
+mod eval;
 mod finetune;
 mod fsio;
 mod pretrain;
@@ -33,9 +34,9 @@ enum Command {
     /// NEPA pretraining on an image folder or Fashion-MNIST/MNIST idx files.
     Pretrain(pretrain::PretrainArgs),
     /// Fine-tune a classifier from a pretrained checkpoint (or from scratch).
-    Finetune(finetune::FinetuneArgs),
+    Finetune(Box<finetune::FinetuneArgs>),
     /// Top-1 accuracy of a classifier checkpoint on a labelled set.
-    Eval(finetune::EvalArgs),
+    Eval(eval::EvalArgs),
     /// The paper's views for one image and query patch, written as PNGs.
     Visualize(visualize::VisualizeArgs),
     /// Time pretraining steps and inference; write a JSON run report.
@@ -56,8 +57,8 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Pretrain(args) => pretrain::run(args),
-        Command::Finetune(args) => finetune::run(args),
-        Command::Eval(args) => finetune::eval(args),
+        Command::Finetune(args) => finetune::run(*args),
+        Command::Eval(args) => eval::eval(args),
         Command::Visualize(args) => visualize::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Smoke {

@@ -6,18 +6,22 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use futures_lite::future::block_on;
 use nepa::checkpoint::{backbone_tensors, load_backbone, to_safetensors};
+use nepa::data::Sampler;
+use nepa::guard::DEFAULT_MAX_CONSECUTIVE_NON_FINITE;
 use nepa::image::Augment;
-use nepa::train::{AdamW, AdamWConfig, pretrain_step, warmup_cosine};
-use nepa::{DivergenceGuard, ForwardOptions, LoadOptions, LossOptions, NepaModel};
+use nepa::pretrain::{PretrainOptions, PretrainSchedule, Pretrainer};
+use nepa::train::{AdamW, AdamWConfig};
+use nepa::{LoadOptions, LossOptions, NepaModel, StepOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::ckpt::{self, Sidecar};
-use crate::data::{Dataset, Sampler, Split, make_batch, step_rng};
+use crate::data::{Dataset, Split};
 use crate::device::{self, DeviceChoice};
 use crate::run::{
-    Metrics, ModelArgs, Progress, interrupt_flag, judge_step, skipped_note, stored_side,
+    Metrics, ModelArgs, Progress, handle_outcome, interrupt_flag, skipped_note, stored_side,
 };
 
 #[derive(Args, Debug)]
@@ -152,7 +156,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let device = selected.device.clone().autodiff();
 
     // A resumed run continues with the checkpoint's config and settings.
-    let (config, settings, mut model, mut optim, start) = match &args.resume {
+    let (config, settings, model, optim, start) = match &args.resume {
         Some(path) => {
             let loaded = ckpt::open(path)?;
             let sidecar = loaded.sidecar.clone().context(
@@ -212,115 +216,98 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let total = settings
         .steps
         .unwrap_or(settings.epochs * sampler.steps_per_epoch());
-    let warmup = ((total as f64) * settings.warmup_ratio).round() as usize;
-    let peak = settings.peak_lr();
-    let augment = Augment {
-        scale: (settings.crop_min_scale, 1.0),
-        ..Augment::default()
+    let schedule = PretrainSchedule {
+        total_steps: total,
+        warmup_steps: ((total as f64) * settings.warmup_ratio).round() as usize,
+        peak_lr: settings.peak_lr(),
+        min_lr: 0.0,
+        weight_decay: settings.weight_decay,
     };
     println!(
-        "pretraining on {} ({}): {} images ({} unreadable skipped), {:.2} M params, {} steps of {} images, peak lr {peak:.2e}",
+        "pretraining on {} ({}): {} images ({} unreadable skipped), {:.2} M params, {} steps of {} images, peak lr {:.2e}",
         selected.backend,
         selected.adapter,
         data.len(),
         data.skipped.len(),
         config.num_params() as f64 / 1e6,
         total,
-        settings.batch_size
+        settings.batch_size,
+        schedule.peak_lr,
     );
+    let options = PretrainOptions {
+        schedule,
+        loss: settings.loss_options(),
+        augment: Augment {
+            scale: (settings.crop_min_scale, 1.0),
+            ..Augment::default()
+        },
+        seed: settings.seed,
+        max_bad_steps: DEFAULT_MAX_CONSECUTIVE_NON_FINITE,
+    };
+    let mut trainer = Pretrainer::new(model, &config, optim, options, start, &device);
 
     let metrics = Metrics::new(&args.out)?;
     let interrupted = interrupt_flag();
     let progress = Progress::new(total, start, args.log_every);
-    let save =
-        |model: &NepaModel, optim: &AdamW, step: usize, loss: Option<f32>| -> Result<PathBuf> {
-            let weights = to_safetensors(&backbone_tensors(model, true), &config)?;
-            let state = to_safetensors(&optim.state_tensors(), &config)?;
-            let sidecar = Sidecar {
-                kind: "pretrain".into(),
-                config: config.clone(),
-                step,
-                total_steps: total,
-                seed: settings.seed,
-                loss,
-                classes: vec![],
-                settings: serde_json::to_value(&settings)?,
-                model_file: String::new(),
-                optimizer_file: None,
-            };
-            ckpt::save(
-                &args.out,
-                &format!("step-{step:07}"),
-                &weights,
-                Some(&state),
-                sidecar,
-            )
+    let save = |trainer: &Pretrainer, step: usize, loss: Option<f32>| -> Result<PathBuf> {
+        let weights = to_safetensors(&backbone_tensors(trainer.model(), true), &config)?;
+        let state = to_safetensors(&trainer.optimizer().state_tensors(), &config)?;
+        let sidecar = Sidecar {
+            kind: "pretrain".into(),
+            config: config.clone(),
+            step,
+            total_steps: total,
+            seed: settings.seed,
+            loss,
+            classes: vec![],
+            settings: serde_json::to_value(&settings)?,
+            model_file: String::new(),
+            optimizer_file: None,
         };
+        ckpt::save(
+            &args.out,
+            &format!("step-{step:07}"),
+            &weights,
+            Some(&state),
+            sidecar,
+        )
+    };
 
     let mut last_loss = None;
-    let mut guard = DivergenceGuard::default();
     let mut window = Instant::now();
     let mut window_steps = 0usize;
-    for step in start..total {
+    while trainer.step < total {
+        let step = trainer.step;
         if interrupted.load(Ordering::SeqCst) {
-            let path = save(&model, &optim, step, last_loss)?;
+            let path = save(&trainer, step, last_loss)?;
             progress.println(format!("saved {} after {step} steps", path.display()));
             return Ok(());
         }
-        let mut rng = step_rng(settings.seed, step);
-        let indices = sampler.batch_indices(step);
-        let pixels = make_batch(
-            &data,
-            &indices,
-            config.image_size,
-            Some((&augment, &mut rng)),
-            &device,
-        );
-        let forward = ForwardOptions::train(&config, &mut rng);
-        // Drop-path draws come from the device generator: seed it per step for resumability.
-        device.seed(settings.seed ^ (step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-        let lr = warmup_cosine(step, total, warmup, peak, 0.0);
-        // The state before the step (shared tensors, no copy), put back if the step diverged.
-        let before = (model.clone(), optim.clone());
-        let out = pretrain_step(
-            model,
-            &mut optim,
-            pixels,
-            lr,
-            settings.weight_decay,
-            &forward,
-            settings.loss_options(),
-        );
-        let loss: f32 = out.loss.into_scalar();
-        let grad_norm: Option<f32> = out.grad_norm.map(|n| n.into_scalar());
-        let similarity: Option<f32> = out.embedding_similarity.map(|s| s.into_scalar());
-        let verdict = judge_step(
-            &mut guard,
+        let record = block_on(trainer.step(&data, &sampler))?;
+        handle_outcome(
             &progress,
-            step,
-            (loss, grad_norm),
-            before,
-            |(model, optim)| save(model, optim, step + 1, last_loss),
+            &record.outcome,
+            (step, record.loss, record.grad_norm),
+            trainer.skipped_steps(),
+            || save(&trainer, step + 1, last_loss),
         )?;
-        match verdict {
-            None => {
-                model = out.model;
-                last_loss = Some(loss);
-            }
-            Some(before) => (model, optim) = before,
+        if record.outcome == StepOutcome::Applied {
+            last_loss = Some(record.loss);
         }
+        let loss = record.loss;
         window_steps += 1;
         let img_s = (window_steps * settings.batch_size) as f64 / window.elapsed().as_secs_f64();
         metrics.log(json!({
-            "step": step + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-            "embedding_similarity": similarity, "images_per_sec": img_s,
-            "skipped_steps": guard.skipped(),
+            "step": step + 1, "loss": loss, "lr": record.lr, "grad_norm": record.grad_norm,
+            "embedding_similarity": record.embedding_similarity, "images_per_sec": img_s,
+            "skipped_steps": trainer.skipped_steps(),
         }))?;
         progress.step(
             step + 1,
             format!(
-                "loss {loss:.4} lr {lr:.2e} {img_s:.0} img/s{}",
-                skipped_note(&guard)
+                "loss {loss:.4} lr {:.2e} {img_s:.0} img/s{}",
+                record.lr,
+                skipped_note(trainer.skipped_steps())
             ),
         );
         if window_steps >= 20 {
@@ -328,11 +315,11 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             window_steps = 0;
         }
         if args.save_every > 0 && (step + 1) % args.save_every == 0 && step + 1 < total {
-            save(&model, &optim, step + 1, last_loss)?;
+            save(&trainer, step + 1, last_loss)?;
         }
     }
     progress.finish();
-    let path = save(&model, &optim, total, last_loss)?;
+    let path = save(&trainer, total, last_loss)?;
     println!("saved {}", path.display());
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use nepa::{DivergenceGuard, NepaConfig, StepVerdict};
+use nepa::{NepaConfig, StepOutcome};
 
 /// Model architecture flags: a preset plus overrides.
 #[derive(Args, Clone, Debug)]
@@ -39,9 +39,9 @@ pub struct ModelArgs {
     /// Learnable QK-norm weights (ViT-L style).
     #[arg(long)]
     pub qk_affine: bool,
-    /// Maximum stochastic-depth rate.
-    #[arg(long, default_value_t = 0.0)]
-    pub drop_path: f64,
+    /// Maximum stochastic-depth rate (default 0; fine-tuning: the recipe's).
+    #[arg(long)]
+    pub drop_path: Option<f64>,
 }
 
 impl ModelArgs {
@@ -57,7 +57,7 @@ impl ModelArgs {
         .with_patch_size(self.patch_size)
         .with_swiglu(self.swiglu)
         .with_qk_norm_affine(self.qk_affine || base.qk_norm_affine)
-        .with_drop_path(self.drop_path);
+        .with_drop_path(self.drop_path.unwrap_or(0.0));
         config.intermediate_size = 4 * d;
         config.validate()?;
         Ok(config)
@@ -86,31 +86,28 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-/// Applies the divergence guard's verdict on one step, the same way for every training
-/// command: `Ok(None)` keeps the update; `Ok(Some(before))` hands back the state from before
-/// the step (a non-finite step, skipped and reported); a diverged run saves that state with
-/// `save_before` and ends with the guard's message and where the weights went.
-pub fn judge_step<S>(
-    guard: &mut DivergenceGuard,
+/// Reports what a crate driver did with a step, the same way for every training command:
+/// a skipped (non-finite, undone) step is a warning; a diverged run saves the last good
+/// weights with `save_last_good` and ends with the driver's message and where they went.
+pub fn handle_outcome(
     progress: &Progress,
-    step: usize,
-    (loss, grad_norm): (f32, Option<f32>),
-    before: S,
-    save_before: impl FnOnce(&S) -> Result<PathBuf>,
-) -> Result<Option<S>> {
-    match guard.check(step, loss, grad_norm) {
-        StepVerdict::Apply => Ok(None),
-        StepVerdict::Skip => {
+    outcome: &StepOutcome,
+    (step, loss, grad_norm): (usize, f32, Option<f32>),
+    skipped: usize,
+    save_last_good: impl FnOnce() -> Result<PathBuf>,
+) -> Result<()> {
+    match outcome {
+        StepOutcome::Applied => Ok(()),
+        StepOutcome::Skipped => {
             progress.println(format!(
-                "warning: step {} skipped: loss {loss}, gradient norm {grad_norm:?} ({} skipped so far)",
+                "warning: step {} skipped: loss {loss}, gradient norm {grad_norm:?} ({skipped} skipped so far)",
                 step + 1,
-                guard.skipped()
             ));
-            Ok(Some(before))
+            Ok(())
         }
-        StepVerdict::Stop(message) => {
+        StepOutcome::Diverged(message) => {
             progress.finish();
-            let saved = match save_before(&before) {
+            let saved = match save_last_good() {
                 Ok(path) => format!("the last good weights are saved in {}", path.display()),
                 Err(e) => format!("no checkpoint written ({e:#})"),
             };
@@ -120,8 +117,8 @@ pub fn judge_step<S>(
 }
 
 /// The progress-line suffix counting skipped non-finite steps (empty while there are none).
-pub fn skipped_note(guard: &DivergenceGuard) -> String {
-    match guard.skipped() {
+pub fn skipped_note(skipped: usize) -> String {
+    match skipped {
         0 => String::new(),
         n => format!(" ({n} non-finite skipped)"),
     }

@@ -17,6 +17,17 @@ pub enum StepVerdict {
     Stop(String),
 }
 
+/// What a training driver did with a step after the guard's verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    Applied,
+    /// Not finite: undone (weights and optimizer state from before it), counted, and the
+    /// run goes on.
+    Skipped,
+    /// The run must stop; the model is the one from before this step. The message says why.
+    Diverged(String),
+}
+
 /// Counts non-finite steps; see the module docs.
 #[derive(Clone, Debug)]
 pub struct DivergenceGuard {

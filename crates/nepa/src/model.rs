@@ -431,6 +431,51 @@ impl NepaModel {
         self
     }
 
+    /// Sets stochastic depth to rise linearly from 0 (first block) to `max_rate` (last), as
+    /// [`NepaConfig::drop_path_rate`] does for a new model. A checkpoint does not carry the
+    /// rate, so fine-tuning from one sets it here (docs/nepa.md §5: 0.1 for ViT-B).
+    pub fn with_drop_path(mut self, max_rate: f64) -> Self {
+        let last = self.layers.len().saturating_sub(1).max(1) as f64;
+        let single = self.layers.len() <= 1;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.drop_path_rate = if single {
+                0.0
+            } else {
+                max_rate * i as f64 / last
+            };
+        }
+        self
+    }
+
+    /// Gives every QK-LayerNorm a learnable weight initialised to 1 (the forward pass is
+    /// unchanged until it trains): the official base fine-tuning turns QK-norm affine
+    /// (docs/nepa.md §5). Norms that already have a weight keep it.
+    pub fn with_affine_qk_norm(mut self) -> Self {
+        for layer in &mut self.layers {
+            let device = layer.attention.query.weight.val().device();
+            let attention = &mut layer.attention;
+            for norm in [&mut attention.q_norm, &mut attention.k_norm]
+                .into_iter()
+                .flatten()
+            {
+                if norm.weight.is_none() {
+                    norm.weight = Some(Param::from_tensor(Tensor::ones([norm.dim], &device)));
+                }
+            }
+        }
+        self
+    }
+
+    /// Whether the QK-LayerNorms have learnable weights.
+    pub fn qk_norm_is_affine(&self) -> bool {
+        self.layers.first().is_some_and(|l| {
+            l.attention
+                .q_norm
+                .as_ref()
+                .is_some_and(|n| n.weight.is_some())
+        })
+    }
+
     /// Checks an input shape `[B, C, H, W]` against the model, with a clear message.
     pub fn check_input(&self, dims: [usize; 4]) -> Result<(), NepaError> {
         let [b, c, h, w] = dims;

@@ -498,19 +498,19 @@ pub fn pretrain_step(
     }
 }
 
-/// One supervised fine-tuning step: cross-entropy with label smoothing, backward, AdamW
-/// with the per-parameter `policy` (layer-wise decay, frozen parameters).
+/// One supervised fine-tuning step: cross-entropy against soft targets `[B, classes]`
+/// (smoothed one-hot, or mixed by Mixup/CutMix), backward, AdamW with the per-parameter
+/// `policy` (layer-wise decay, frozen parameters).
 pub fn finetune_step(
     model: NepaClassifier,
     optim: &mut AdamW,
     pixels: Tensor<4>,
-    labels: &[usize],
-    label_smoothing: f64,
+    targets: Tensor<2>,
     forward: &crate::model::ForwardOptions,
     policy: impl Fn(&str) -> Option<ParamGroup>,
 ) -> StepOutput<NepaClassifier> {
     let logits = model.forward(pixels, forward);
-    let loss = cross_entropy(logits.clone(), labels, label_smoothing);
+    let loss = soft_cross_entropy(logits.clone(), targets);
     let grads = loss.backward();
     let (model, grad_norm) = optim.step(model, &grads, policy);
     StepOutput {
@@ -556,13 +556,9 @@ impl FinetuneSchedule {
         };
         let is_head = key.starts_with("classifier.") || bare.starts_with("layernorm.");
         let lr = if is_head {
-            warmup_cosine(
-                step,
-                self.total_steps,
-                self.warmup_steps.max(1),
-                self.head_lr,
-                0.0,
-            )
+            // The head groups (classifier, final LayerNorm) warm up in one step, as the
+            // official scheduler gives every group with a full-size factor (docs/nepa.md §5).
+            warmup_cosine(step, self.total_steps, 1, self.head_lr, 0.0)
         } else {
             // Block i (depth i + 1) gets decay^(L − 1 − i), the embeddings decay^L, and
             // fc_norm (depth L + 1) the base rate.
@@ -581,10 +577,12 @@ impl FinetuneSchedule {
     }
 }
 
-/// Linear warmup then cosine decay to `min_lr` (HF `cosine`, docs/nepa.md §4). `step` is 0-based.
+/// Linear warmup from 0 then cosine decay to `min_lr` (HF `cosine`, docs/nepa.md §4): the
+/// rate at 0-based `step < warmup` is `peak · step / warmup`, so step 0 has rate 0 as in
+/// the official scripts.
 pub fn warmup_cosine(step: usize, total: usize, warmup: usize, peak: f64, min_lr: f64) -> f64 {
     if step < warmup {
-        return peak * (step + 1) as f64 / warmup as f64;
+        return peak * step as f64 / warmup as f64;
     }
     let decay_steps = total.saturating_sub(warmup).max(1);
     let progress = ((step - warmup) as f64 / decay_steps as f64).min(1.0);
@@ -607,19 +605,53 @@ pub fn llrd_cosine_warmup(
     warmup_cosine(step, total, group_warmup, base_lr * factor, 0.0)
 }
 
+/// One-hot targets with label smoothing `smoothing` spread over all `classes` (timm's
+/// convention: off = ε/C, on = 1 − ε + ε/C), row-major `[labels.len(), classes]`.
+pub fn smooth_one_hot(labels: &[usize], classes: usize, smoothing: f64) -> Vec<f32> {
+    let off = (smoothing / classes as f64) as f32;
+    let on = (1.0 - smoothing) as f32 + off;
+    let mut target = vec![off; labels.len() * classes];
+    for (row, &label) in labels.iter().enumerate() {
+        assert!(
+            label < classes,
+            "label {label} out of range for {classes} classes"
+        );
+        target[row * classes + label] = on;
+    }
+    target
+}
+
+/// Cross-entropy against soft targets: mean over the batch of −Σ_c t_c · log softmax(x)_c.
+pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    (log_softmax(logits, 1) * targets).sum_dim(1).mean().neg()
+}
+
 /// Cross-entropy with label smoothing `smoothing` (0 = plain), mean over the batch.
 pub fn cross_entropy(logits: Tensor<2>, labels: &[usize], smoothing: f64) -> Tensor<1> {
     let [b, c] = logits.dims();
     assert_eq!(b, labels.len(), "one label per logit row");
-    let off = (smoothing / c as f64) as f32;
-    let on = (1.0 - smoothing) as f32 + off;
-    let mut target = vec![off; b * c];
-    for (row, &label) in labels.iter().enumerate() {
-        assert!(label < c, "label {label} out of range for {c} classes");
-        target[row * c + label] = on;
-    }
+    let target = smooth_one_hot(labels, c, smoothing);
     let target = Tensor::<2>::from_data(TensorData::new(target, [b, c]), &logits.device());
-    (log_softmax(logits, 1) * target).sum_dim(1).mean().neg()
+    soft_cross_entropy(logits, target)
+}
+
+/// Reads a tensor back as f32 values, asynchronously: the one way that works on every
+/// device (a synchronous read panics on WebGPU in the browser); natively the future is ready
+/// at once and a plain `block_on` runs it.
+pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, NepaError> {
+    tensor
+        .into_data_async()
+        .await
+        .map_err(|e| NepaError::Readback(format!("{e:?}")))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| NepaError::Readback(format!("{e:?}")))
+}
+
+/// The first value of a read-back tensor (a loss, a norm); NaN if there is none, so a
+/// divergence guard treats a missing value as a bad step.
+pub async fn read_scalar<const D: usize>(tensor: Tensor<D>) -> Result<f32, NepaError> {
+    Ok(read_f32(tensor).await?.first().copied().unwrap_or(f32::NAN))
 }
 
 /// Top-1 predictions of a batch of logits (host side). With `classes == 0` there is no
@@ -678,13 +710,17 @@ mod tests {
     #[test]
     fn schedules() {
         // Warmup reaches the peak at the end of warmup, cosine ends at min_lr.
-        assert!((warmup_cosine(9, 100, 10, 1.0, 0.0) - 1.0).abs() < 1e-12);
-        assert!((warmup_cosine(0, 100, 10, 1.0, 0.0) - 0.1).abs() < 1e-12);
+        // Warmup starts from 0 and reaches the peak at step W; cosine ends at min_lr.
+        assert_eq!(warmup_cosine(0, 100, 10, 1.0, 0.0), 0.0);
+        assert!((warmup_cosine(1, 100, 10, 1.0, 0.0) - 0.1).abs() < 1e-12);
+        assert!((warmup_cosine(9, 100, 10, 1.0, 0.0) - 0.9).abs() < 1e-12);
+        assert!((warmup_cosine(10, 100, 10, 1.0, 0.0) - 1.0).abs() < 1e-12);
         assert!(warmup_cosine(55, 100, 10, 1.0, 0.0) < 0.51);
         assert!(warmup_cosine(100, 100, 10, 1.0, 0.1) - 0.1 < 1e-12);
         // LLRD: a group with factor 1 warms up in one step; a deep one takes ~W steps.
-        assert!((llrd_cosine_warmup(0, 100, 20, 1.0, 1.0) - 1.0).abs() < 1e-12);
-        assert!(llrd_cosine_warmup(0, 100, 20, 1.0, 0.01) < 0.001);
+        assert_eq!(llrd_cosine_warmup(0, 100, 20, 1.0, 1.0), 0.0);
+        assert!((llrd_cosine_warmup(1, 100, 20, 1.0, 1.0) - 1.0).abs() < 1e-12);
+        assert!(llrd_cosine_warmup(1, 100, 20, 1.0, 0.01) < 0.001);
     }
 
     #[test]
@@ -722,6 +758,41 @@ mod tests {
             schedule.group("classifier.weight", 1).unwrap().weight_decay,
             0.05
         );
+    }
+
+    #[test]
+    fn per_group_warmup_at_steps_0_1_and_w() {
+        // W = 10 of 100 steps, 4 blocks, layer decay 0.5 (docs/nepa.md §5).
+        let schedule = FinetuneSchedule {
+            base_lr: 1.0,
+            head_lr: 0.5,
+            layer_decay: 0.5,
+            weight_decay: 0.05,
+            num_layers: 4,
+            total_steps: 100,
+            warmup_steps: 10,
+            freeze_patch_embed: true,
+        };
+        let lr = |key: &str, step| schedule.group(key, step).unwrap().lr;
+        let cosine =
+            |done: f64, span: f64| 0.5 * (1.0 + (std::f64::consts::PI * done / span).cos());
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        // Top block: factor 1 → group warmup max(1, 10 − 10) = 1 step.
+        let top = "vit_nepa.encoder.layer.3.output.dense.weight";
+        assert_eq!(lr(top, 0), 0.0);
+        assert!(close(lr(top, 1), 1.0));
+        assert!(close(lr(top, 10), cosine(9.0, 99.0)));
+        // Block 0: factor 0.5³ = 0.125 → warmup 10 − round(1.25) = 9 steps.
+        let bottom = "vit_nepa.encoder.layer.0.output.dense.weight";
+        assert_eq!(lr(bottom, 0), 0.0);
+        assert!(close(lr(bottom, 1), 0.125 / 9.0));
+        assert!(close(lr(bottom, 10), 0.125 * cosine(1.0, 91.0)));
+        // Head groups: one-step warmup at the head rate.
+        for head in ["classifier.weight", "vit_nepa.layernorm.bias"] {
+            assert_eq!(lr(head, 0), 0.0);
+            assert!(close(lr(head, 1), 0.5));
+            assert!(close(lr(head, 10), 0.5 * cosine(9.0, 99.0)));
+        }
     }
 
     #[test]

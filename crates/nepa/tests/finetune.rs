@@ -12,7 +12,8 @@ use nepa::checkpoint::{
     load_classifier, to_safetensors,
 };
 use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
-use nepa::{ForwardOptions, LoadOptions, NepaConfig, NepaModel, SplitMix64};
+use nepa::train::smooth_one_hot;
+use nepa::{ForwardOptions, LoadOptions, NepaClassifier, NepaConfig, NepaModel, SplitMix64};
 
 fn config() -> NepaConfig {
     NepaConfig::new(32, 2, 4)
@@ -58,17 +59,27 @@ fn train(mode: FinetuneMode) -> (Finetuner, Vec<f32>, NepaModel) {
     let backbone = seeded_backbone(&config(), 3, &device).unwrap();
     let settings = FinetuneSettings {
         mode,
-        total_steps: 30,
-        warmup_steps: 2,
-        base_lr: 3e-3,
+        batch_size: 8,
+        // Peak 3e-3 at batch 8; warmup 2 of 30 steps.
+        blr: 3e-3 * 256.0 / 8.0,
+        warmup_ratio: 2.0 / 30.0,
         head_lr: 1e-2,
-        ..FinetuneSettings::default()
+        drop_path: 0.0,
+        ..FinetuneSettings::small_data()
     };
-    let mut tuner = Finetuner::new(backbone.clone(), 2, settings, &device);
+    device.seed(3);
+    let model = NepaClassifier::from_backbone(backbone.clone(), 2, &device);
+    let mut tuner = Finetuner::new(model, &settings, 30);
+    let autodiff = device.clone().autodiff();
     let mut losses = vec![];
     for step in 0..30 {
         let (data, labels) = two_class_batch(8, step);
-        let out = tuner.step(Tensor::from_data(data, &device.clone().autodiff()), &labels);
+        let targets = TensorData::new(smooth_one_hot(&labels, 2, 0.1), [8, 2]);
+        let out = tuner.step(
+            Tensor::from_data(data, &autodiff),
+            Tensor::from_data(targets, &autodiff),
+            &ForwardOptions::eval(),
+        );
         losses.push(out.loss.into_scalar::<f32>());
     }
     (tuner, losses, backbone)
