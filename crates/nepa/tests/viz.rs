@@ -4,9 +4,8 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use nepa::loss::{l2_normalize, prediction_loss_map};
-use nepa::viz::{
-    self, Grid, HeadSel, LayerSel, MapDims, PatchMaps, Pca, RgbBuffer, pca_rgb_shared,
-};
+use nepa::image::RgbImage;
+use nepa::viz::{self, Grid, HeadSel, LayerSel, MapDims, PatchMaps, Pca, pca_rgb_shared};
 use nepa::{ForwardOptions, LossOptions, NepaConfig, NepaModel, SplitMix64};
 
 const BATCH: usize = 2;
@@ -482,12 +481,11 @@ fn overlay_and_outlines() {
     assert_eq!(up.pixel(11, 7), [60, 80, 100]);
     assert_eq!(up.to_rgba().len(), 12 * 8 * 4);
 
-    let base = RgbBuffer::from_data(12, 8, vec![100; 12 * 8 * 3]).unwrap();
+    let base = RgbImage::filled(12, 8, [100; 3]);
     let blended = viz::overlay(&base, grid, &colors, viz::OVERLAY_ALPHA);
     // 0.45·100 + 0.55·255 = 185.25 → 185; 0.45·100 = 45.
     assert_eq!(blended.pixel(1, 1), [185, 45, 45]);
     assert_eq!(blended.pixel(10, 6), [78, 89, 100]);
-    assert!(RgbBuffer::from_data(12, 8, vec![0; 10]).is_err());
 
     // A panel for query token 3 = patch (0, 2): red box there, next patch (1, 0) in magenta.
     let values = vec![0.5; grid.patches()];
