@@ -28,8 +28,8 @@
 //! ([`PatchMaps::predictability_map`]), nearest-patch retrieval ([`PatchMaps::nearest_patches`])
 //! and the shared-basis PCA of `z` and `ẑ` ([`pca_rgb_shared`]).
 //!
-//! Modules, leaves first (no cycles): `grid` → `color`, `pca` → `maps`, `raster` → `panels`,
-//! `analysis`.
+//! Modules, each using only those listed before it (no cycles): `grid`, `color`, `pca`,
+//! `maps`, `raster`, `analysis`, `panels`.
 
 mod analysis;
 mod color;

@@ -34,95 +34,24 @@ impl Pca {
     /// If `data.len() != n·dim`.
     pub fn fit(data: &[f32], n: usize, dim: usize, k: usize) -> Self {
         assert_eq!(data.len(), n * dim, "PCA data is not [n·dim]");
-        let mut mean = vec![0.0f64; dim];
-        for row in data.chunks_exact(dim.max(1)) {
-            for (m, &x) in mean.iter_mut().zip(row) {
-                *m += f64::from(x);
-            }
-        }
-        let inv_n = 1.0 / n.max(1) as f64;
-        for m in &mut mean {
-            *m *= inv_n;
-        }
-        // Centred copy in f64: accuracy matters more than memory at these sizes (≤ 4 MB).
-        let x: Vec<f64> = data
-            .chunks_exact(dim.max(1))
-            .flat_map(|row| row.iter().zip(&mean).map(|(&v, m)| f64::from(v) - m))
-            .collect();
-
-        let cov_times = |v: &[f64]| -> Vec<f64> {
-            let mut out = vec![0.0f64; dim];
-            for row in x.chunks_exact(dim.max(1)) {
-                let s: f64 = row.iter().zip(v).map(|(a, b)| a * b).sum();
-                for (o, a) in out.iter_mut().zip(row) {
-                    *o += s * a;
-                }
-            }
-            for o in &mut out {
-                *o *= inv_n;
-            }
-            out
-        };
-        let orthogonalize = |v: &mut [f64], basis: &[Vec<f64>]| {
-            for b in basis {
-                let d: f64 = v.iter().zip(b).map(|(a, c)| a * c).sum();
-                for (a, c) in v.iter_mut().zip(b) {
-                    *a -= d * c;
-                }
-            }
-        };
-        let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
-
+        let centred = Centred::new(data, n, dim);
         let k = k.min(dim);
         let mut components: Vec<Vec<f64>> = Vec::with_capacity(k);
         let mut variances = Vec::with_capacity(k);
         for c in 0..k {
-            let mut rng = SplitMix64::new(0x9CA0_5EED ^ c as u64);
-            let mut v: Vec<f64> = (0..dim).map(|_| rng.uniform(-1.0, 1.0)).collect();
-            orthogonalize(&mut v, &components);
-            let mut found = false;
-            let n0 = norm(&v);
-            if n0 > 0.0 {
-                v.iter_mut().for_each(|a| *a /= n0);
-                for _ in 0..PCA_MAX_ITERS {
-                    let mut w = cov_times(&v);
-                    // Deflation: remove the directions already explained. Repeating it every
-                    // step also keeps rounding from reintroducing them.
-                    orthogonalize(&mut w, &components);
-                    let nw = norm(&w);
-                    if nw <= f64::EPSILON * 1e-3 {
-                        break;
-                    }
-                    w.iter_mut().for_each(|a| *a /= nw);
-                    let delta = norm(&w.iter().zip(&v).map(|(a, b)| a - b).collect::<Vec<f64>>());
-                    v = w;
-                    found = true;
-                    if delta < PCA_TOL {
-                        break;
-                    }
+            let v = match centred.power_iterate(&components, 0x9CA0_5EED ^ c as u64) {
+                Some(mut v) => {
+                    fix_sign(&mut v);
+                    v
                 }
-            }
-            if !found {
-                v = vec![0.0; dim];
-            } else {
-                // Deterministic sign: largest-magnitude loading positive (first on ties).
-                let (mut best, mut best_abs) = (0usize, -1.0f64);
-                for (i, a) in v.iter().enumerate() {
-                    if a.abs() > best_abs {
-                        best = i;
-                        best_abs = a.abs();
-                    }
-                }
-                if v[best] < 0.0 {
-                    v.iter_mut().for_each(|a| *a = -*a);
-                }
-            }
-            let cv = cov_times(&v);
+                None => vec![0.0; dim],
+            };
+            let cv = centred.cov_times(&v);
             variances.push(cv.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>() as f32);
             components.push(v);
         }
         Self {
-            mean: mean.into_iter().map(|m| m as f32).collect(),
+            mean: centred.mean.into_iter().map(|m| m as f32).collect(),
             components: components
                 .into_iter()
                 .map(|c| c.into_iter().map(|a| a as f32).collect())
@@ -145,6 +74,114 @@ impl Pca {
                 })
             })
             .collect()
+    }
+}
+
+/// Rows minus their mean, in f64: accuracy matters more than memory at these sizes (≤ 4 MB).
+struct Centred {
+    mean: Vec<f64>,
+    x: Vec<f64>,
+    dim: usize,
+    inv_n: f64,
+}
+
+impl Centred {
+    fn new(data: &[f32], n: usize, dim: usize) -> Self {
+        let mut mean = vec![0.0f64; dim];
+        for row in data.chunks_exact(dim.max(1)) {
+            for (m, &x) in mean.iter_mut().zip(row) {
+                *m += f64::from(x);
+            }
+        }
+        let inv_n = 1.0 / n.max(1) as f64;
+        for m in &mut mean {
+            *m *= inv_n;
+        }
+        let x = data
+            .chunks_exact(dim.max(1))
+            .flat_map(|row| row.iter().zip(&mean).map(|(&v, m)| f64::from(v) - m))
+            .collect();
+        Self {
+            mean,
+            x,
+            dim,
+            inv_n,
+        }
+    }
+
+    /// `Xᵀ(X v)/N`: the covariance times `v` without forming the D×D covariance.
+    fn cov_times(&self, v: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0f64; self.dim];
+        for row in self.x.chunks_exact(self.dim.max(1)) {
+            let s: f64 = row.iter().zip(v).map(|(a, b)| a * b).sum();
+            for (o, a) in out.iter_mut().zip(row) {
+                *o += s * a;
+            }
+        }
+        for o in &mut out {
+            *o *= self.inv_n;
+        }
+        out
+    }
+
+    /// The next unit component by power iteration from a start vector seeded by `seed`,
+    /// orthogonal to `found`; `None` if no variance is left.
+    fn power_iterate(&self, found: &[Vec<f64>], seed: u64) -> Option<Vec<f64>> {
+        let mut rng = SplitMix64::new(seed);
+        let mut v: Vec<f64> = (0..self.dim).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        orthogonalize(&mut v, found);
+        let n0 = norm(&v);
+        if n0 <= 0.0 {
+            return None;
+        }
+        v.iter_mut().for_each(|a| *a /= n0);
+        let mut moved = false;
+        for _ in 0..PCA_MAX_ITERS {
+            let mut w = self.cov_times(&v);
+            // Deflation: remove the directions already explained. Repeating it every step
+            // also keeps rounding from reintroducing them.
+            orthogonalize(&mut w, found);
+            let nw = norm(&w);
+            if nw <= f64::EPSILON * 1e-3 {
+                break;
+            }
+            w.iter_mut().for_each(|a| *a /= nw);
+            let delta = norm(&w.iter().zip(&v).map(|(a, b)| a - b).collect::<Vec<f64>>());
+            v = w;
+            moved = true;
+            if delta < PCA_TOL {
+                break;
+            }
+        }
+        moved.then_some(v)
+    }
+}
+
+/// Removes from `v` its projection on each (unit) vector of `basis`.
+fn orthogonalize(v: &mut [f64], basis: &[Vec<f64>]) {
+    for b in basis {
+        let d: f64 = v.iter().zip(b).map(|(a, c)| a * c).sum();
+        for (a, c) in v.iter_mut().zip(b) {
+            *a -= d * c;
+        }
+    }
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|a| a * a).sum::<f64>().sqrt()
+}
+
+/// Deterministic sign: the largest-magnitude loading positive (the first on ties).
+fn fix_sign(v: &mut [f64]) {
+    let (mut best, mut best_abs) = (0usize, -1.0f64);
+    for (i, a) in v.iter().enumerate() {
+        if a.abs() > best_abs {
+            best = i;
+            best_abs = a.abs();
+        }
+    }
+    if v[best] < 0.0 {
+        v.iter_mut().for_each(|a| *a = -*a);
     }
 }
 
