@@ -3,6 +3,7 @@
 use std::rc::Rc;
 
 use nepa::image::{RgbImage, decode_with_warnings};
+use nepa::viz::{Analysis, analyse, display_scale};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::HtmlInputElement;
@@ -10,9 +11,7 @@ use yew::prelude::*;
 
 use crate::compare_page::ComparePage;
 use crate::download::{self, Cancel, fetch_bytes, fetch_with_progress};
-use crate::engine::{
-    Adaptation, Analysis, DEMO_CHECKPOINT, LoadedModel, analyse, load_checkpoint, untrained_model,
-};
+use crate::engine::{Adaptation, DEMO_CHECKPOINT, LoadedModel, load_checkpoint, untrained_model};
 use crate::finetune_page::FinetunePage;
 use crate::gpu::{self, ComputeDevice, init_device};
 use crate::platform;
@@ -397,9 +396,10 @@ pub fn app() -> Html {
                     upload.name
                 ))));
                 spawn_local(async move {
-                    match analyse(&model, &upload.image, &device.device).await {
+                    match analyse(&model.model, &model.config, &upload.image, &device.device).await
+                    {
                         Ok(a) => dispatch.dispatch(Action::Analysed(Rc::new(a))),
-                        Err(e) => dispatch.dispatch(Action::Error(e)),
+                        Err(e) => dispatch.dispatch(Action::Error(e.to_string())),
                     }
                 });
             }
@@ -604,7 +604,7 @@ pub fn app() -> Html {
                     if let Some(status) = &state.adapt_status { <p id="adapt-status" class="busy">{ status.clone() }</p> }
                 </section>
                 if let (Some(analysis), Some(model)) = (&state.analysis, &state.model) {
-                    <Views analysis={analysis.clone()} layers={model.config.num_hidden_layers}
+                    <Views analysis={analysis.clone()} layers={model.config.num_hidden_layers} scale={display_scale(&model.config)}
                         query={state.query} layer={state.layer} head={state.head} softmax={state.softmax}
                         dispatch={state.dispatcher()} />
                 }

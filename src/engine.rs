@@ -1,20 +1,18 @@
-//! The model side of the page, without UI: loading a checkpoint, preprocessing an image,
-//! running the forward pass and reading everything back asynchronously (sync reads panic on
-//! WebGPU), then building the host-side maps of `nepa::viz`.
+//! The model side of the page, without UI: loading a checkpoint, preprocessing images,
+//! classifying and adapting, reading everything back asynchronously (sync reads panic on
+//! WebGPU). The Explore tab's analysis is `nepa::viz::analyse`, shared with the CLI.
 
 use std::rc::Rc;
 
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData, Transaction};
+use burn::tensor::{Device, Tensor, TensorData};
 use nepa::checkpoint::{infer_config, load_backbone};
 use nepa::image::{Augment, RgbImage, augment_train, preprocess_eval};
 use nepa::train::{AdamW, AdamWConfig, pretrain_step};
-use nepa::viz::{Grid, MapDims, PatchMaps};
 use nepa::{
     ForwardOptions, LoadOptions, LossOptions, NepaClassifier, NepaConfig, NepaModel, SplitMix64,
 };
-use web_time::Instant;
 
 /// The bundled demo checkpoint (static/, see scripts/make-demo-checkpoint.sh).
 pub const DEMO_CHECKPOINT: &str = "nepa-demo.safetensors";
@@ -90,74 +88,6 @@ pub fn load_checkpoint(
         trained: true,
         source: Some(bytes),
         name: name.to_string(),
-    })
-}
-
-/// One image's model outputs, read back, plus timings.
-pub struct Analysis {
-    pub maps: PatchMaps,
-    /// The model input, de-normalised, at the model's resolution (what the maps cover).
-    pub display: RgbImage,
-    pub forward_ms: f64,
-    pub heads: usize,
-}
-
-/// Runs the model on `image` (resized to the model input, docs/nepa.md §7.2) and reads back z, ẑ
-/// and every layer's attention probabilities in one async transaction.
-pub async fn analyse(
-    loaded: &LoadedModel,
-    image: &RgbImage,
-    device: &Device,
-) -> Result<Analysis, String> {
-    let [h, w] = loaded.config.image_size;
-    let pixels = preprocess_eval(image, h, w);
-    let start = Instant::now();
-    let input = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [1, 3, h, w]), device);
-    let out = loaded
-        .model
-        .forward(input, &ForwardOptions::eval().with_attentions());
-    let mut transaction = Transaction::default()
-        .register(out.input_embedding)
-        .register(out.last_hidden_state);
-    for attention in out.attentions {
-        transaction = transaction.register(attention);
-    }
-    let data = transaction
-        .execute_async()
-        .await
-        .map_err(|e| format!("reading the model output back failed: {e:?}"))?;
-    let forward_ms = start.elapsed().as_secs_f64() * 1e3;
-    let mut values = data.into_iter().map(|d| {
-        d.convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| format!("{e:?}"))
-    });
-    let z = values.next().ok_or("no output")??;
-    let z_hat = values.next().ok_or("no output")??;
-    let attentions = values.collect::<Result<Vec<_>, _>>()?;
-    let (rows, cols) = loaded.config.grid();
-    let maps = PatchMaps::from_output_data(
-        MapDims {
-            grid: Grid::new(rows, cols),
-            dim: loaded.config.hidden_size,
-            heads: loaded.config.num_attention_heads,
-        },
-        &z,
-        &z_hat,
-        &attentions,
-    )
-    .map_err(|e| e.to_string())?;
-    let display =
-        nepa::viz::denormalize_chw(&pixels, h, w, [0.5; 3], [0.5; 3]).map_err(|e| e.to_string())?;
-    Ok(Analysis {
-        maps,
-        display: RgbImage {
-            width: display.width,
-            height: display.height,
-            pixels: display.data,
-        },
-        forward_ms,
-        heads: loaded.config.num_attention_heads,
     })
 }
 

@@ -2,19 +2,15 @@
 
 use std::rc::Rc;
 
-use nepa::image::resize_bilinear;
+use nepa::image::{RgbImage, resize_bilinear};
 use nepa::viz::{
-    self, HeadSel, LayerSel, RgbBuffer, attention_display, heatmap_panel, similarity_display,
+    Analysis, Grid, HeadSel, LayerSel, Panel, Selection, SimilarityMode, render_panels,
 };
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlInputElement, ImageData};
 use yew::prelude::*;
 
 use crate::app::{Action, State, Upload};
-use crate::engine::Analysis;
-
-/// Side of the rendered panels in pixels.
-const PANEL: usize = 256;
 
 #[derive(Properties)]
 pub struct ThumbnailProps {
@@ -35,13 +31,12 @@ pub fn thumbnail(props: &ThumbnailProps) -> Html {
         ((img.width as f64 * scale) as usize).max(1),
         ((img.height as f64 * scale) as usize).max(1),
     );
-    let small = resize_bilinear(img, w, h);
-    html! { <Canvas image={Rc::new(RgbBuffer { width: w, height: h, data: small.pixels })} /> }
+    html! { <Canvas image={Rc::new(resize_bilinear(img, w, h))} /> }
 }
 
 #[derive(Properties)]
 pub struct CanvasProps {
-    pub image: Rc<RgbBuffer>,
+    pub image: Rc<RgbImage>,
     #[prop_or_default]
     pub id: Option<AttrValue>,
     #[prop_or_default]
@@ -66,7 +61,7 @@ fn relative(e: &MouseEvent) -> Option<(f64, f64)> {
     ))
 }
 
-/// Draws an RGB buffer into a `<canvas>`.
+/// Draws an RGB image into a `<canvas>`, one canvas pixel per image pixel.
 #[function_component(Canvas)]
 pub fn canvas(props: &CanvasProps) -> Html {
     let node = use_node_ref();
@@ -113,6 +108,8 @@ pub fn canvas(props: &CanvasProps) -> Html {
 pub struct ViewsProps {
     pub analysis: Rc<Analysis>,
     pub layers: usize,
+    /// The panels' upscale factor (`nepa::viz::display_scale` of the model).
+    pub scale: usize,
     pub query: (usize, usize),
     pub layer: Option<usize>,
     pub head: Option<usize>,
@@ -123,69 +120,84 @@ pub struct ViewsProps {
 impl PartialEq for ViewsProps {
     fn eq(&self, other: &Self) -> bool {
         Rc::ptr_eq(&self.analysis, &other.analysis)
-            && (self.query, self.layer, self.head, self.softmax)
-                == (other.query, other.layer, other.head, other.softmax)
+            && (self.scale, self.query, self.layer, self.head, self.softmax)
+                == (
+                    other.scale,
+                    other.query,
+                    other.layer,
+                    other.head,
+                    other.softmax,
+                )
     }
 }
 
-/// One map: its canvas id, title, picture, colour-bar ends and per-patch values (for the
-/// hover readout).
-struct Panel {
+/// A panel of `nepa::viz::render_panels` as the page keeps it: the picture shared with its
+/// canvas (so that re-rendering on hover does not redraw it) and the values with the hover
+/// readout.
+struct PagePanel {
     id: &'static str,
     title: String,
-    image: RgbBuffer,
-    scale: (&'static str, String),
-    values: Vec<f32>,
+    image: Rc<RgbImage>,
+    colorbar: Option<(String, String)>,
+    values: Rc<Vec<f32>>,
+}
+
+impl From<Panel> for PagePanel {
+    fn from(p: Panel) -> Self {
+        Self {
+            id: p.id,
+            title: p.title,
+            image: Rc::new(p.image),
+            colorbar: p.colorbar,
+            values: Rc::new(p.values),
+        }
+    }
 }
 
 /// Renders a panel with its colour bar; hovering shows the patch value.
 fn panel(
-    p: Panel,
-    grid: viz::Grid,
+    p: &PagePanel,
+    grid: Grid,
     onclick: Callback<(f64, f64)>,
     hover: UseStateHandle<String>,
 ) -> Html {
-    let Panel {
-        id,
-        title,
-        image,
-        scale,
-        values,
-    } = p;
-    let image = Rc::new(image);
     let onhover = {
-        let hover = hover.clone();
+        let (id, values) = (p.id, p.values.clone());
         Callback::from(move |(x, y): (f64, f64)| {
             let (r, c) = (
                 (y * grid.rows as f64) as usize,
                 (x * grid.cols as f64) as usize,
             );
             if let Some(v) = values.get(r * grid.cols + c) {
-                hover.set(format!(
-                    "{title_short} patch ({r}, {c}): {v:.4}",
-                    title_short = id
-                ));
+                hover.set(format!("{id} patch ({r}, {c}): {v:.4}"));
             }
         })
     };
     html! {
         <figure class="panel">
-            <figcaption>{ title }</figcaption>
-            <Canvas id={AttrValue::from(id)} image={image} onclick={Some(onclick)} onhover={Some(onhover)} />
-            if !scale.1.is_empty() {
-                <div class="colorbar"><span>{ scale.0 }</span><span class="jet"></span><span>{ scale.1 }</span></div>
+            <figcaption>{ p.title.clone() }</figcaption>
+            <Canvas id={AttrValue::from(p.id)} image={p.image.clone()} onclick={Some(onclick)} onhover={Some(onhover)} />
+            if let Some((low, high)) = &p.colorbar {
+                <div class="colorbar"><span>{ low.clone() }</span><span class="jet"></span><span>{ high.clone() }</span></div>
             }
         </figure>
     }
 }
 
-/// An analysis compared by identity, as a memo key.
-struct AnalysisKey(Rc<Analysis>);
+/// The memo key of the rendered panels: the analysis by identity, the selection and the scale.
+struct PanelsKey(Rc<Analysis>, Selection, usize);
 
-impl PartialEq for AnalysisKey {
+impl PartialEq for PanelsKey {
     fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
+        Rc::ptr_eq(&self.0, &other.0) && (self.1, self.2) == (other.1, other.2)
     }
+}
+
+/// The panels of one selection plus the numbers of the hint line.
+struct Rendered {
+    panels: Vec<PagePanel>,
+    query_token: usize,
+    cls_attention: f32,
 }
 
 #[function_component(Views)]
@@ -193,27 +205,35 @@ pub fn views(props: &ViewsProps) -> Html {
     let hover = use_state(String::new);
     let a = &props.analysis;
     let grid = a.maps.grid();
-    let (row, col) = props.query;
-    let query = grid.token_of(row.min(grid.rows - 1), col.min(grid.cols - 1));
-    // The enlarged image and the PCA depend only on the analysis; hovering re-renders this
-    // component on every mouse move, so compute them once per analysis.
-    let per_analysis = use_memo(AnalysisKey(a.clone()), |key| {
-        let a = &key.0;
-        let longest = a.display.width.max(a.display.height);
-        let big = resize_bilinear(
-            &a.display,
-            PANEL * a.display.width / longest,
-            PANEL * a.display.height / longest,
-        );
-        let base = RgbBuffer {
-            width: big.width,
-            height: big.height,
-            data: big.pixels,
-        };
-        (base, a.maps.embedding_pca_rgb())
+    let (row, col) = (
+        props.query.0.min(grid.rows - 1),
+        props.query.1.min(grid.cols - 1),
+    );
+    let selection = Selection {
+        query: (row, col),
+        layer: props.layer.map_or(LayerSel::All, LayerSel::Layer),
+        head: props.head.map_or(HeadSel::Mean, HeadSel::Head),
+        similarity: if props.softmax {
+            SimilarityMode::Softmax
+        } else {
+            SimilarityMode::Raw
+        },
+    };
+    // Hovering re-renders this component on every mouse move: render the panels once per
+    // analysis and selection.
+    let rendered = use_memo(PanelsKey(a.clone(), selection, props.scale), |key| {
+        render_panels(&key.0, &key.1, key.2)
+            .map(|p| Rendered {
+                query_token: p.query_token,
+                cls_attention: p.cls_attention,
+                panels: p.panels.into_iter().map(PagePanel::from).collect(),
+            })
+            .map_err(|e| e.to_string())
     });
-    let (base, (pca_z, pca_z_hat)) = &*per_analysis;
-    let base = base.clone();
+    let rendered = match &*rendered {
+        Ok(r) => r,
+        Err(e) => return html! { <p class="error">{ e.clone() }</p> },
+    };
     let onclick = {
         let dispatch = props.dispatch.clone();
         Callback::from(move |(x, y): (f64, f64)| {
@@ -223,39 +243,21 @@ pub fn views(props: &ViewsProps) -> Html {
             ))
         })
     };
-    let layers = props.layer.map_or(LayerSel::All, LayerSel::Layer);
-    let heads = props.head.map_or(HeadSel::Mean, HeadSel::Head);
-    let attention = match a.maps.attention_map(query, layers, heads) {
-        Ok(m) => m,
-        Err(e) => return html! { <p class="error">{ e.to_string() }</p> },
-    };
-    let similarity = a.maps.similarity_map(query).unwrap_or_default();
-    let predictability = a.maps.predictability_map();
-    let cell = base.width / grid.cols;
-
-    let mut query_view = base.clone();
-    viz::outline_patch(
-        &mut query_view,
-        grid,
-        (row, col),
-        viz::QUERY_COLOR,
-        viz::OUTLINE_THICKNESS,
-    );
-    if let Some(next) = grid.next_patch(query) {
-        viz::outline_patch(
-            &mut query_view,
-            grid,
-            next,
-            viz::NEXT_COLOR,
-            viz::OUTLINE_THICKNESS,
-        );
+    let query = rendered.query_token;
+    html! {
+        <section id="views" class="views">
+            <p class="hint">{ format!("Query patch ({row}, {col}) = token {query} (red); ẑ there predicts the next patch (magenta). Click any map to move the query. CLS attention weight: {:.3}", rendered.cls_attention) }</p>
+            { controls(props, a.maps.dims().heads) }
+            <div class="panels">
+                { for rendered.panels.iter().map(|p| panel(p, grid, onclick.clone(), hover.clone())) }
+            </div>
+            <p id="hover" class="hover">{ (*hover).clone() }</p>
+        </section>
     }
-    let similarity_shown = if props.softmax {
-        similarity_display(&similarity)
-    } else {
-        similarity.iter().map(|c| (c + 1.0) / 2.0).collect()
-    };
-    let predictability_shown: Vec<f32> = predictability.iter().map(|c| (c + 1.0) / 2.0).collect();
+}
+
+/// The layer slider, the head menu and the similarity-mode button.
+fn controls(props: &ViewsProps, heads: usize) -> Html {
     let layer_value = props.layer.map_or(props.layers, |l| l);
     let dispatch = props.dispatch.clone();
     let on_layer = Callback::from(move |e: InputEvent| {
@@ -273,91 +275,18 @@ pub fn views(props: &ViewsProps) -> Html {
     let dispatch = props.dispatch.clone();
     let softmax = props.softmax;
     let on_toggle = Callback::from(move |_| dispatch.dispatch(Action::Softmax(!softmax)));
-    let max_attention = attention.patches.iter().cloned().fold(0.0, f32::max);
-    let panels = vec![
-        Panel {
-            id: "query",
-            title: "(a) query and next patch".into(),
-            image: query_view,
-            scale: ("", String::new()),
-            values: vec![],
-        },
-        Panel {
-            id: "attention",
-            title: "(b) attention (γ 0.25; zeros = causal mask)".into(),
-            image: heatmap_panel(
-                &base,
-                grid,
-                &attention_display(&attention.patches),
-                Some(query),
-            ),
-            scale: ("0", format!("{max_attention:.3}")),
-            values: attention.patches.clone(),
-        },
-        Panel {
-            id: "similarity",
-            title: format!(
-                "(c) cos(ẑ_t, z_j) — {}",
-                if props.softmax {
-                    "softmax, γ 10 (paper)"
-                } else {
-                    "raw"
-                }
-            ),
-            image: heatmap_panel(&base, grid, &similarity_shown, Some(query)),
-            scale: if props.softmax {
-                ("low", "high".into())
-            } else {
-                ("−1", "1".into())
-            },
-            values: similarity,
-        },
-        Panel {
-            id: "predictability",
-            // The mean is what "Adapt to my images" should raise.
-            title: format!(
-                "(d) predictability cos(ẑ_{{t−1}}, z_t) — mean {:.3}",
-                predictability.iter().sum::<f32>() / predictability.len().max(1) as f32
-            ),
-            image: heatmap_panel(&base, grid, &predictability_shown, None),
-            scale: ("−1", "1".into()),
-            values: predictability,
-        },
-        Panel {
-            id: "pca-z",
-            title: "(e) PCA of z (shared basis)".into(),
-            image: viz::upsample_nearest(pca_z, grid, cell),
-            scale: ("", String::new()),
-            values: vec![],
-        },
-        Panel {
-            id: "pca-z-hat",
-            title: "(e) PCA of ẑ (same basis)".into(),
-            image: viz::upsample_nearest(pca_z_hat, grid, cell),
-            scale: ("", String::new()),
-            values: vec![],
-        },
-    ];
-
     html! {
-        <section id="views" class="views">
-            <p class="hint">{ format!("Query patch ({row}, {col}) = token {query} (red); ẑ there predicts the next patch (magenta). Click any map to move the query. CLS attention weight: {:.3}", attention.cls) }</p>
-            <div class="controls">
-                <label>{ format!("layer: {}", props.layer.map_or("mean of layers".to_string(), |l| l.to_string())) }
-                    <input id="layer" type="range" min="0" max={props.layers.to_string()} value={layer_value.to_string()} oninput={on_layer} />
-                </label>
-                <label>{ "head: " }
-                    <select id="head" onchange={on_head}>
-                        <option value="mean" selected={props.head.is_none()}>{ "mean of heads" }</option>
-                        { for (0..a.heads).map(|h| html! { <option value={h.to_string()} selected={props.head == Some(h)}>{ format!("head {h}") }</option> }) }
-                    </select>
-                </label>
-                <button id="similarity-mode" onclick={on_toggle}>{ if props.softmax { "similarity: softmax/γ (paper)" } else { "similarity: raw cosine" } }</button>
-            </div>
-            <div class="panels">
-                { for panels.into_iter().map(|p| panel(p, grid, onclick.clone(), hover.clone())) }
-            </div>
-            <p id="hover" class="hover">{ (*hover).clone() }</p>
-        </section>
+        <div class="controls">
+            <label>{ format!("layer: {}", props.layer.map_or("mean of layers".to_string(), |l| l.to_string())) }
+                <input id="layer" type="range" min="0" max={props.layers.to_string()} value={layer_value.to_string()} oninput={on_layer} />
+            </label>
+            <label>{ "head: " }
+                <select id="head" onchange={on_head}>
+                    <option value="mean" selected={props.head.is_none()}>{ "mean of heads" }</option>
+                    { for (0..heads).map(|h| html! { <option value={h.to_string()} selected={props.head == Some(h)}>{ format!("head {h}") }</option> }) }
+                </select>
+            </label>
+            <button id="similarity-mode" onclick={on_toggle}>{ if props.softmax { "similarity: softmax/γ (paper)" } else { "similarity: raw cosine" } }</button>
+        </div>
     }
 }

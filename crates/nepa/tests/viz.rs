@@ -3,10 +3,9 @@
 //! the device, the per-position loss map, and synthetic data with known structure.
 
 use burn::tensor::{Device, Distribution, Tensor};
+use nepa::image::RgbImage;
 use nepa::loss::{l2_normalize, prediction_loss_map};
-use nepa::viz::{
-    self, Grid, HeadSel, LayerSel, MapDims, PatchMaps, Pca, RgbBuffer, pca_rgb_shared,
-};
+use nepa::viz::{self, Grid, HeadSel, LayerSel, MapDims, PatchMaps, Pca, pca_rgb_shared};
 use nepa::{ForwardOptions, LossOptions, NepaConfig, NepaModel, SplitMix64};
 
 const BATCH: usize = 2;
@@ -482,12 +481,11 @@ fn overlay_and_outlines() {
     assert_eq!(up.pixel(11, 7), [60, 80, 100]);
     assert_eq!(up.to_rgba().len(), 12 * 8 * 4);
 
-    let base = RgbBuffer::from_data(12, 8, vec![100; 12 * 8 * 3]).unwrap();
+    let base = RgbImage::filled(12, 8, [100; 3]);
     let blended = viz::overlay(&base, grid, &colors, viz::OVERLAY_ALPHA);
     // 0.45·100 + 0.55·255 = 185.25 → 185; 0.45·100 = 45.
     assert_eq!(blended.pixel(1, 1), [185, 45, 45]);
     assert_eq!(blended.pixel(10, 6), [78, 89, 100]);
-    assert!(RgbBuffer::from_data(12, 8, vec![0; 10]).is_err());
 
     // A panel for query token 3 = patch (0, 2): red box there, next patch (1, 0) in magenta.
     let values = vec![0.5; grid.patches()];
@@ -512,4 +510,87 @@ fn denormalize_display_image() {
     assert_eq!(img.pixel(0, 0), [0, 128, 255]);
     assert_eq!(img.pixel(1, 0), [255, 128, 0]);
     assert!(viz::denormalize_chw(&pixels, 2, 2, [0.5; 3], [0.5; 3]).is_err());
+}
+
+#[test]
+fn nearest_upscale_and_patch_fill_keep_patches_crisp() {
+    let grid = Grid::new(2, 3);
+    let colors: Vec<[u8; 3]> = (0..6).map(|i| [i * 40, 255 - i * 40, 7]).collect();
+    // At an exact multiple, filling the patch cells is the per-patch nearest upsample.
+    assert_eq!(
+        viz::fill_patches(grid, 12, 8, &colors),
+        viz::upsample_nearest(&colors, grid, 4)
+    );
+    let small = viz::upsample_nearest(&colors, grid, 1);
+    let big = viz::upscale_nearest(&small, 4);
+    assert_eq!(big, viz::upsample_nearest(&colors, grid, 4));
+    assert_eq!(viz::upscale_nearest(&small, 1), small);
+}
+
+#[test]
+fn display_scale_is_the_largest_integer_within_the_panel_side() {
+    let scale = |h, w| viz::display_scale(&NepaConfig::new(32, 1, 2).with_image_size(h, w));
+    assert_eq!(scale(16, 16), 16);
+    assert_eq!(scale(64, 64), 4);
+    assert_eq!(scale(224, 224), 1);
+    assert_eq!(scale(300, 300), 1);
+    assert_eq!(scale(32, 100), 2);
+}
+
+#[test]
+fn render_panels_draws_every_view_at_one_scale() {
+    let device = Device::flex();
+    device.seed(5);
+    let config = NepaConfig::new(32, 2, 4)
+        .with_image_size(16, 12)
+        .with_patch_size(4)
+        .with_layerscale(0.5);
+    let model = NepaModel::new(&config, &device).unwrap();
+    let mut rng = SplitMix64::new(3);
+    let pixels = (0..20 * 30 * 3).map(|_| rng.below(256) as u8).collect();
+    let image = RgbImage::new(20, 30, pixels);
+    let analysis =
+        futures_lite::future::block_on(viz::analyse(&model, &config, &image, &device)).unwrap();
+    assert_eq!((analysis.display.width, analysis.display.height), (12, 16));
+    let scale = viz::display_scale(&config);
+    let selection = viz::Selection::at(1, 2);
+    let shown = viz::render_panels(&analysis, &selection, scale).unwrap();
+    let grid = analysis.maps.grid();
+    assert_eq!(shown.query_token, grid.token_of(1, 2));
+    let ids: Vec<&str> = shown.panels.iter().map(|p| p.id).collect();
+    assert_eq!(
+        ids,
+        [
+            "query",
+            "attention",
+            "similarity",
+            "predictability",
+            "pca-z",
+            "pca-z-hat"
+        ]
+    );
+    let base = viz::upscale_nearest(&analysis.display, scale);
+    for p in &shown.panels {
+        assert_eq!((p.image.width, p.image.height), (base.width, base.height));
+    }
+    let attention = analysis
+        .maps
+        .attention_map(shown.query_token, LayerSel::All, HeadSel::Mean)
+        .unwrap();
+    assert_eq!(shown.panels[1].values, attention.patches);
+    assert_eq!(
+        shown.panels[1].image,
+        viz::heatmap_panel(
+            &base,
+            grid,
+            &viz::attention_display(&attention.patches),
+            Some(shown.query_token)
+        )
+    );
+    let mut query = base.clone();
+    viz::outline_query(&mut query, grid, shown.query_token);
+    assert_eq!(shown.panels[0].image, query);
+    assert_eq!(shown.cls_attention, attention.cls);
+    // A query outside the grid is an error, not a panic.
+    assert!(viz::render_panels(&analysis, &viz::Selection::at(4, 0), scale).is_err());
 }

@@ -75,6 +75,25 @@ impl RgbImage {
         [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
     }
 
+    /// Sets the pixel at column `x`, row `y`. Panics when out of bounds.
+    pub fn set_pixel(&mut self, x: usize, y: usize, rgb: [u8; 3]) {
+        assert!(
+            x < self.width && y < self.height,
+            "pixel ({x}, {y}) is outside the image"
+        );
+        let i = (y * self.width + x) * 3;
+        self.pixels[i..i + 3].copy_from_slice(&rgb);
+    }
+
+    /// RGBA bytes with opaque alpha: the layout of a canvas `ImageData`, so the browser can
+    /// draw the very pixels the CLI writes as PNG.
+    pub fn to_rgba(&self) -> Vec<u8> {
+        self.pixels
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect()
+    }
+
     fn is_empty(&self) -> bool {
         self.width == 0 || self.height == 0
     }

@@ -1,0 +1,90 @@
+//! `nepa visualize` and the page's Explore tab draw the same pixels: the PNGs the binary writes
+//! are decoded and compared byte for byte with `nepa::viz::render_panels(analyse(…))` computed
+//! here on Flex. The page draws the `RgbImage`s of that same `render_panels` call on its
+//! canvases, so equal bytes here mean the CLI and the page show the same pictures.
+
+mod common;
+
+use burn::tensor::Device;
+use common::{image_folder, latest, nepa, pretrain, run_ok};
+use nepa::image::decode;
+use nepa::viz::{
+    HeadSel, LayerSel, Selection, SimilarityMode, analyse, display_scale, render_panels,
+};
+use nepa::{LoadOptions, NepaConfig, load_backbone};
+
+#[test]
+fn visualize_writes_exactly_the_panels_of_render_panels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 8, &[]);
+    let run = tmp.path().join("run");
+    run_ok(&mut pretrain(&data, &run, 1, &[]));
+    let image_path = data.join("a/000.png");
+    let out = tmp.path().join("viz");
+    // A layer and a head other than the defaults, so the selection is passed through too.
+    let mut cmd = nepa();
+    cmd.args(["visualize", "--checkpoint"])
+        .arg(&run)
+        .arg("--image")
+        .arg(&image_path)
+        .arg("--out")
+        .arg(&out)
+        .args(["--row", "2", "--col", "1", "--layer", "1", "--head", "0"])
+        .args(["--device", "flex"]);
+    run_ok(&mut cmd);
+
+    // The same checkpoint and config the CLI reads (the run's latest.json).
+    let sidecar = latest(&run);
+    let config: NepaConfig = serde_json::from_value(sidecar["config"].clone()).unwrap();
+    let bytes = std::fs::read(run.join(sidecar["model_file"].as_str().unwrap())).unwrap();
+    let device = Device::flex();
+    let (model, _) = load_backbone(&bytes, &config, &device, LoadOptions::default()).unwrap();
+    let image = decode(&std::fs::read(&image_path).unwrap()).unwrap();
+    let analysis =
+        futures_lite::future::block_on(analyse(&model, &config, &image, &device)).unwrap();
+    let selection = Selection {
+        query: (2, 1),
+        layer: LayerSel::Layer(1),
+        head: HeadSel::Head(0),
+        similarity: SimilarityMode::Softmax,
+    };
+    let scale = display_scale(&config);
+    // 16-px model input → ×16 → 256-px panels.
+    assert_eq!(scale, 16);
+    let shown = render_panels(&analysis, &selection, scale).unwrap();
+
+    let names: Vec<String> = shown.panels.iter().map(|p| p.file_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "query.png",
+            "attention.png",
+            "similarity.png",
+            "predictability.png",
+            "pca_z.png",
+            "pca_z_hat.png"
+        ]
+    );
+    for panel in &shown.panels {
+        let written = decode(&std::fs::read(out.join(panel.file_name())).unwrap()).unwrap();
+        assert_eq!((written.width, written.height), (256, 256), "{}", panel.id);
+        // Real content: the pixels vary.
+        assert!(
+            written.pixels.iter().any(|&p| p != written.pixels[0]),
+            "{} is flat",
+            panel.id
+        );
+        assert!(
+            written == panel.image,
+            "{}: the CLI's PNG differs from render_panels in {} of {} bytes",
+            panel.id,
+            written
+                .pixels
+                .iter()
+                .zip(&panel.image.pixels)
+                .filter(|(a, b)| a != b)
+                .count(),
+            written.pixels.len()
+        );
+    }
+}
