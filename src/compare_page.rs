@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use nepa::bench::{BenchRun, HostInfo, ReportSummary, compare, compare_run};
+use nepa::bench::{BenchRun, HostDetails, HostInfo, RunReport, compare, compare_run};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
@@ -18,7 +18,7 @@ use crate::platform;
 struct Loaded {
     name: String,
     text: Rc<String>,
-    summary: Rc<ReportSummary>,
+    report: Rc<RunReport>,
 }
 
 #[derive(Properties)]
@@ -86,15 +86,17 @@ async fn run_benchmark(
         threads: device.fallback_reason.as_ref().map(|_| 1),
         peak_memory_bytes: memory.map(|m| m.bytes_reserved),
         peak_memory_kind: memory.map(|_| "burn-memory-pool-reserved".into()),
-        host: serde_json::json!({ "user_agent": user_agent }),
+        host: HostDetails {
+            user_agent: Some(user_agent),
+            ..HostDetails::default()
+        },
         command: "web app, Compare tab".into(),
     };
-    let text = serde_json::to_string_pretty(&run.report(&host)).map_err(|e| e.to_string())?;
-    let summary = ReportSummary::from_json(&text)?;
+    let report = run.report(&host);
     Ok(Loaded {
         name: "this browser".into(),
-        text: Rc::new(text),
-        summary: Rc::new(summary),
+        text: Rc::new(report.to_json_pretty()),
+        report: Rc::new(report),
     })
 }
 
@@ -162,15 +164,15 @@ pub fn compare_page(props: &CompareProps) -> Html {
                     .await
                     .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string()))
                     .and_then(|text| {
-                        let summary = ReportSummary::from_json(&text)?;
-                        Ok((text, summary))
+                        let report = RunReport::from_json(&text).map_err(|e| e.to_string())?;
+                        Ok((text, report))
                     });
                 match parsed {
-                    Ok((text, summary)) => {
+                    Ok((text, report)) => {
                         other.set(Some(Loaded {
                             name: file.name(),
                             text: Rc::new(text),
-                            summary: Rc::new(summary),
+                            report: Rc::new(report),
                         }));
                         error.set(None);
                     }
@@ -193,7 +195,7 @@ pub fn compare_page(props: &CompareProps) -> Html {
     };
 
     let column = |l: &Loaded| {
-        let s = &l.summary;
+        let s = &l.report;
         html! {
             <td>
                 <div>{ format!("{} ({})", l.name, s.tool) }</div>
@@ -201,31 +203,31 @@ pub fn compare_page(props: &CompareProps) -> Html {
             </td>
         }
     };
-    let rows = |f: &dyn Fn(&ReportSummary) -> String| {
+    let rows = |f: &dyn Fn(&RunReport) -> String| {
         [&*browser, &*other]
             .into_iter()
             .flatten()
-            .map(|l| html! { <td>{ f(&l.summary) }</td> })
+            .map(|l| html! { <td>{ f(&l.report) }</td> })
             .collect::<Html>()
     };
     let comparison = match (&*browser, &*other) {
-        (Some(a), Some(b)) => Some(compare(&a.summary, &b.summary)),
+        (Some(a), Some(b)) => Some(compare(&a.report, &b.report)),
         _ => None,
     };
     let mut curves = vec![];
     if let Some(b) = &*browser {
         curves.push(Series {
-            label: format!("browser ({})", b.summary.backend),
+            label: format!("browser ({})", b.report.backend),
             color: "#1d4ed8",
-            values: b.summary.loss_curve.clone(),
+            values: b.report.loss_curve(),
             dashed: false,
         });
     }
     if let Some(o) = &*other {
         curves.push(Series {
-            label: format!("{} ({})", o.name, o.summary.backend),
+            label: format!("{} ({})", o.name, o.report.backend),
             color: "#dc2626",
-            values: o.summary.loss_curve.clone(),
+            values: o.report.loss_curve(),
             dashed: true,
         });
     }
@@ -247,10 +249,10 @@ pub fn compare_page(props: &CompareProps) -> Html {
             if browser.is_some() || other.is_some() {
                 <table id="compare-table" class="compare-table">
                     <tr><th></th>{ for [&*browser, &*other].into_iter().flatten().map(column) }</tr>
-                    <tr><th>{ "train step (median)" }</th>{ rows(&|s| fmt(s.step_ms_median, " ms")) }</tr>
-                    <tr><th>{ "train img/s" }</th>{ rows(&|s| fmt(s.train_images_per_sec, "")) }</tr>
-                    <tr><th>{ "inference (median)" }</th>{ rows(&|s| fmt(s.inference_ms_median, " ms")) }</tr>
-                    <tr><th>{ "loss at last step" }</th>{ rows(&|s| s.loss_curve.last().map_or("—".into(), |l| format!("{l:.5}"))) }</tr>
+                    <tr><th>{ "train step (median)" }</th>{ rows(&|s| fmt(s.step_ms_median(), " ms")) }</tr>
+                    <tr><th>{ "train img/s" }</th>{ rows(&|s| fmt(s.train_images_per_sec(), "")) }</tr>
+                    <tr><th>{ "inference (median)" }</th>{ rows(&|s| fmt(s.inference_ms_median(), " ms")) }</tr>
+                    <tr><th>{ "loss at last step" }</th>{ rows(&|s| s.loss_curve().last().map_or("—".into(), |l| format!("{l:.5}"))) }</tr>
                 </table>
             }
             if let Some(c) = &comparison {

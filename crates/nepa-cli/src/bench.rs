@@ -9,9 +9,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use futures_lite::future::block_on;
 use nepa::LoadOptions;
-use nepa::bench::{BenchRun, BenchSettings, HostInfo, compare_run};
+use nepa::bench::{BenchRun, BenchSettings, HostDetails, HostInfo, compare_run};
 use nepa::checkpoint::load_backbone;
-use serde_json::json;
 
 use crate::ckpt::write_atomic;
 use crate::device::{self, DeviceChoice};
@@ -102,10 +101,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         threads: if is_cpu { threads } else { None },
         peak_memory_bytes: peak_rss_bytes(),
         peak_memory_kind: Some("process-rss".into()),
-        host: json!({ "os": std::env::consts::OS, "logical_cpus": threads }),
+        host: HostDetails {
+            os: Some(std::env::consts::OS.into()),
+            logical_cpus: threads,
+            ..HostDetails::default()
+        },
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    let text = serde_json::to_string_pretty(&bench.report(&host))?;
+    let text = bench.report(&host).to_json_pretty();
     if let Some(path) = &args.out {
         write_atomic(path, text.as_bytes())?;
         eprintln!("wrote {}", path.display());

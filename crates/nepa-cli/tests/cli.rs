@@ -293,18 +293,17 @@ fn bench_writes_a_run_report() {
 /// `nepa bench --compare-run --device flex --out tests/fixtures/bench-native-flex.json`.
 #[test]
 fn committed_compare_run_report_matches_a_fresh_native_run() {
-    use nepa::bench::{ReportSummary, compare};
+    use nepa::bench::{RunReport, compare};
     let tmp = tempfile::tempdir().unwrap();
     let report = tmp.path().join("native.json");
     let mut cmd = nepa();
     cmd.args(["bench", "--compare-run", "--device", "flex", "--out"])
         .arg(&report);
     run_ok(&mut cmd);
-    let fresh = ReportSummary::from_json(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let fresh = RunReport::from_json(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let fixture_path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bench-native-flex.json");
-    let fixture =
-        ReportSummary::from_json(&std::fs::read_to_string(fixture_path).unwrap()).unwrap();
+    let fixture = RunReport::from_json(&std::fs::read_to_string(fixture_path).unwrap()).unwrap();
     let c = compare(&fresh, &fixture);
     assert!(c.same_run, "{:?}", c.mismatch);
     assert_eq!(c.common_steps, 22);

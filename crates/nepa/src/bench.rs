@@ -1,5 +1,7 @@
 //! The benchmark run that the native CLI (`nepa bench`) and the browser's Compare page both
-//! execute, and the `nepa-run-report/1` JSON they both write (docs/run-report.md).
+//! execute, and the `nepa-run-report/1` JSON they both write (docs/run-report.md): one
+//! serde type, [`RunReport`], that both sides write and read, so the page and the CLI cannot
+//! drift apart on a field.
 //!
 //! Everything random comes from the seed on the host (`SplitMix64`): the initial weights, the
 //! synthetic batch. Backends draw random numbers differently, so a device-side init would
@@ -10,16 +12,16 @@
 //! Reads are asynchronous (`into_data_async`), so the same code runs in the browser, where
 //! sync reads panic; native callers block on the futures.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::tensor::{Dtype, TensorView};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use thiserror::Error;
 use web_time::Instant;
 
-use crate::checkpoint::{LoadOptions, backbone_tensors, load_backbone};
+use crate::checkpoint::{ParamVisitor, Walkable, transpose_host};
 use crate::config::NepaConfig;
 use crate::error::NepaError;
 use crate::loss::{LossOptions, prediction_loss};
@@ -94,6 +96,39 @@ fn init_value(key: &str, config: &NepaConfig, rng: &mut SplitMix64) -> f32 {
     }
 }
 
+/// Replaces every parameter, in walk order, by its host-seeded value (`init_value`).
+///
+/// The draws follow the file layout (`[out, in]` for a Linear weight, as `backbone_tensors`
+/// lists them) and are transposed back into the model's `[in, out]`: the Compare page's
+/// native and browser runs, and reports made before this visitor existed, depend on this
+/// exact order of draws.
+struct SeededInit<'a> {
+    config: &'a NepaConfig,
+    rng: SplitMix64,
+    device: Device,
+}
+
+impl ParamVisitor for SeededInit<'_> {
+    fn visit<const D: usize>(
+        &mut self,
+        key: String,
+        param: Param<Tensor<D>>,
+        transposed: bool,
+    ) -> Result<Param<Tensor<D>>, NepaError> {
+        let model_shape = param.dims().to_vec();
+        let n: usize = model_shape.iter().product();
+        let mut values: Vec<f32> = (0..n)
+            .map(|_| init_value(&key, self.config, &mut self.rng))
+            .collect();
+        if transposed {
+            values = transpose_host(&values, model_shape[1], model_shape[0]);
+        }
+        let tensor = Tensor::<D>::from_data(TensorData::new(values, model_shape), &self.device);
+        let id = param.id;
+        Ok(param.transform_for_load(tensor, id))
+    }
+}
+
 /// A backbone whose weights depend only on `config` and `seed` (not on the backend's random
 /// generator), built on `device`.
 pub fn seeded_backbone(
@@ -101,31 +136,14 @@ pub fn seeded_backbone(
     seed: u64,
     device: &Device,
 ) -> Result<NepaModel, NepaError> {
-    // The model built here only supplies the keys and shapes; its values are replaced.
-    let layout = backbone_tensors(&NepaModel::new(config, device)?, false);
-    let mut rng = SplitMix64::new(seed ^ 0x4E45_5041_494E_4954); // "NEPAINIT"
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = layout
-        .into_iter()
-        .map(|t| {
-            let n: usize = t.shape.iter().product();
-            let data: Vec<u8> = (0..n)
-                .flat_map(|_| init_value(&t.key, config, &mut rng).to_le_bytes())
-                .collect();
-            (t.key, t.shape, data)
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(key, shape, data)| {
-            TensorView::new(Dtype::F32, shape.clone(), data)
-                .map(|v| (key.clone(), v))
-                .map_err(|e| NepaError::Parse(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let file = safetensors::tensor::serialize(views, None::<HashMap<String, String>>)
-        .map_err(|e| NepaError::Parse(e.to_string()))?;
-    let (model, _) = load_backbone(&file, config, device, LoadOptions::default())?;
-    Ok(model)
+    // The model built here only supplies the parameters' keys and shapes; every value is
+    // replaced.
+    let mut init = SeededInit {
+        config,
+        rng: SplitMix64::new(seed ^ 0x4E45_5041_494E_4954), // "NEPAINIT"
+        device: device.clone(),
+    };
+    NepaModel::new(config, device)?.walk_params(&mut init)
 }
 
 /// The synthetic batch of the benchmark: pixels U(−1, 1) from the seed, `[batch, C, H, W]`.
@@ -166,7 +184,7 @@ pub async fn output_digest(
     model: &NepaModel,
     config: &NepaConfig,
     device: &Device,
-) -> Result<Value, NepaError> {
+) -> Result<OutputDigest, NepaError> {
     let out = model.forward(
         Tensor::from_data(probe_image(config), device),
         &ForwardOptions::eval(),
@@ -177,22 +195,23 @@ pub async fn output_digest(
         LossOptions::default(),
     );
     let [_, t, d] = out.last_hidden_state.dims();
-    let z_hat = read_vec(out.last_hidden_state).await?;
+    let z_hat: Vec<f64> = read_vec(out.last_hidden_state)
+        .await?
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let loss = read_vec(loss).await?[0];
-    let sum: f64 = z_hat.iter().map(|&v| v as f64).sum();
-    let abs_mean = z_hat.iter().map(|v| v.abs() as f64).sum::<f64>() / z_hat.len() as f64;
     let stride = z_hat.len().div_ceil(DIGEST_SAMPLE).max(1);
-    let sample: Vec<f32> = z_hat.iter().step_by(stride).copied().collect();
-    Ok(json!({
-        "probe": "closed-form probe: pixel i (CHW) = ((37 i) mod 101) / 50 - 1",
-        "z_hat_sum": sum,
-        "z_hat_abs_mean": abs_mean,
-        "z_hat_first": &z_hat[..8.min(d)],
-        "z_hat_last": &z_hat[(t - 1) * d..(t - 1) * d + 8.min(d)],
-        "z_hat_sample_stride": stride,
-        "z_hat_sample": sample,
-        "loss": loss,
-    }))
+    Ok(OutputDigest {
+        probe: PROBE_DESCRIPTION.into(),
+        z_hat_sum: z_hat.iter().sum(),
+        z_hat_abs_mean: z_hat.iter().map(|v| v.abs()).sum::<f64>() / z_hat.len() as f64,
+        z_hat_first: z_hat[..8.min(d)].to_vec(),
+        z_hat_last: z_hat[(t - 1) * d..(t - 1) * d + 8.min(d)].to_vec(),
+        z_hat_sample_stride: Some(stride),
+        z_hat_sample: z_hat.iter().step_by(stride).copied().collect(),
+        loss: Some(f64::from(loss)),
+    })
 }
 
 /// One measured training step.
@@ -217,8 +236,8 @@ pub struct BenchRun {
     pixels: Tensor<4>,
     pub records: Vec<TrainRecord>,
     pub inference_ms: Vec<f64>,
-    pub digest: Value,
-    weights: Value,
+    pub digest: OutputDigest,
+    weights: Weights,
 }
 
 impl BenchRun {
@@ -231,11 +250,12 @@ impl BenchRun {
     ) -> Result<Self, NepaError> {
         config.validate()?;
         let (model, weights) = match weights {
-            Some((model, source)) => (model, json!({ "source": "file", "path": source })),
+            Some((model, path)) => (model, Weights::File { path, sha256: None }),
             None => (
                 seeded_backbone(&config, settings.seed, device)?,
-                json!({ "source": "init",
-                        "init": format!("nepa host-seeded init (SplitMix64), seed {}", settings.seed) }),
+                Weights::Init {
+                    init: format!("nepa host-seeded init (SplitMix64), seed {}", settings.seed),
+                },
             ),
         };
         let digest = output_digest(&model, &config, device).await?;
@@ -333,7 +353,7 @@ impl BenchRun {
     }
 
     /// The run report, with what only the caller knows about where it ran in `host`.
-    pub fn report(&self, host: &HostInfo) -> Value {
+    pub fn report(&self, host: &HostInfo) -> RunReport {
         let warm = self.settings.warmup;
         let timed: Vec<&TrainRecord> = self.records.iter().filter(|r| !r.warmup).collect();
         let step_ms: Vec<f64> = timed.iter().map(|r| r.ms).collect();
@@ -341,50 +361,69 @@ impl BenchRun {
         let run_ms: Vec<f64> = self.inference_ms.iter().skip(warm).copied().collect();
         let run_median = median(&run_ms);
         let batch = self.settings.batch as f64;
-        json!({
-            "schema": REPORT_SCHEMA,
-            "tool": host.tool,
-            "created_unix": host.created_unix,
-            "backend": host.backend,
-            "adapter": host.adapter,
-            "threads": host.threads,
-            "model": self.config,
-            "params": self.config.num_params(),
-            "seed": self.settings.seed,
-            "batch": self.settings.batch,
-            "dtype": "float32",
-            "train": {
-                "warmup_steps": warm,
-                "steps": timed.len(),
-                "step_ms": step_ms,
-                "step_ms_median": step_median,
-                "images_per_sec": batch / (step_median / 1e3),
-                "loss": timed.iter().map(|r| r.loss).collect::<Vec<_>>(),
-                "warmup_loss": self.records.iter().filter(|r| r.warmup).map(|r| r.loss).collect::<Vec<_>>(),
-                "grad_norm": timed.iter().map(|r| r.grad_norm).collect::<Vec<_>>(),
-                "first_step_ms": self.records.first().map(|r| r.ms),
-                "optimizer": { "name": "adamw", "lr": self.settings.lr, "betas": [0.9, 0.95], "eps": 1e-8,
-                    "weight_decay": self.settings.weight_decay, "no_decay": "biases, norms, LayerScale",
-                    "max_grad_norm": 1.0, "schedule": "constant" },
-            },
-            "inference": {
-                "warmup_runs": warm.min(self.inference_ms.len()),
-                "runs": run_ms.len(),
-                "ms": run_ms,
-                "ms_median": run_median,
-                "images_per_sec": batch / (run_median / 1e3),
-                "first_run_ms": self.inference_ms.first(),
-            },
-            "peak_memory_bytes": host.peak_memory_bytes,
-            "peak_memory_kind": host.peak_memory_kind,
-            "output_digest": self.digest,
-            "weights": self.weights,
-            "versions": { "nepa": env!("CARGO_PKG_VERSION"), "burn": "0.22.1" },
-            "host": host.host,
-            "command": host.command,
-            "notes": ["synthetic data: one fixed batch, pixels U(-1, 1) from the seed (SplitMix64), reused every step",
-                      "train mode without RoPE rescale or drop-path, so steps are deterministic"],
-        })
+        let losses = |warmup: bool| -> Vec<f64> {
+            self.records
+                .iter()
+                .filter(|r| r.warmup == warmup)
+                .map(|r| f64::from(r.loss))
+                .collect()
+        };
+        RunReport {
+            schema: REPORT_SCHEMA.into(),
+            tool: host.tool.clone(),
+            created_unix: host.created_unix,
+            backend: host.backend.clone(),
+            adapter: host.adapter.clone(),
+            threads: host.threads,
+            model: self.config.clone(),
+            params: self.config.num_params() as u64,
+            seed: self.settings.seed,
+            batch: self.settings.batch,
+            dtype: Some("float32".into()),
+            train: Some(TrainReport {
+                warmup_steps: warm,
+                steps: timed.len(),
+                step_ms,
+                step_ms_median: finite(step_median),
+                images_per_sec: finite(batch / (step_median / 1e3)),
+                loss: losses(false),
+                warmup_loss: losses(true),
+                grad_norm: timed.iter().map(|r| f64::from(r.grad_norm)).collect(),
+                first_step_ms: self.records.first().map(|r| r.ms),
+                optimizer: Some(OptimizerReport {
+                    name: "adamw".into(),
+                    lr: self.settings.lr,
+                    betas: [0.9, 0.95],
+                    eps: 1e-8,
+                    weight_decay: self.settings.weight_decay,
+                    no_decay: Some("biases, norms, LayerScale".into()),
+                    max_grad_norm: Some(1.0),
+                    schedule: Some("constant".into()),
+                }),
+            }),
+            inference: Some(InferenceReport {
+                warmup_runs: warm.min(self.inference_ms.len()),
+                runs: run_ms.len(),
+                ms: run_ms,
+                ms_median: finite(run_median),
+                images_per_sec: finite(batch / (run_median / 1e3)),
+                first_run_ms: self.inference_ms.first().copied(),
+            }),
+            peak_memory_bytes: host.peak_memory_bytes,
+            peak_memory_kind: host.peak_memory_kind.clone(),
+            output_digest: Some(self.digest.clone()),
+            weights: Some(self.weights.clone()),
+            versions: Some(BTreeMap::from([
+                ("nepa".into(), Some(env!("CARGO_PKG_VERSION").into())),
+                ("burn".into(), Some("0.22.1".into())),
+            ])),
+            host: Some(host.host.clone()),
+            command: Some(host.command.clone()),
+            notes: vec![
+                "synthetic data: one fixed batch, pixels U(-1, 1) from the seed (SplitMix64), reused every step".into(),
+                "train mode without RoPE rescale or drop-path, so steps are deterministic".into(),
+            ],
+        }
     }
 }
 
@@ -399,7 +438,7 @@ pub struct HostInfo {
     pub threads: Option<usize>,
     pub peak_memory_bytes: Option<u64>,
     pub peak_memory_kind: Option<String>,
-    pub host: Value,
+    pub host: HostDetails,
     pub command: String,
 }
 
@@ -413,64 +452,259 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// The parts of a run report the Compare page puts side by side.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReportSummary {
+/// `None` for NaN or ±∞: JSON has no such numbers, and the schema writes null for a value
+/// that could not be measured (e.g. the median of no steps).
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// The probe of §2 of docs/run-report.md, as the `probe` string of a digest.
+pub const PROBE_DESCRIPTION: &str = "closed-form probe: pixel i (CHW) = ((37 i) mod 101) / 50 - 1";
+
+/// A run report, `nepa-run-report/1` (docs/run-report.md): what `nepa bench` and the browser
+/// write and what the Compare page reads, including reports of the PyTorch reference bench.
+///
+/// Fields the schema calls optional are `Option` (or default to empty) and are left out when
+/// absent; fields it does not know are ignored on reading. Lists of measured numbers
+/// (losses, times, ẑ values) read a JSON null as NaN, since a diverged step's NaN loss is
+/// written as null (JSON has no NaN).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Always [`REPORT_SCHEMA`]; [`RunReport::from_json`] rejects anything else.
+    pub schema: String,
+    /// `"nepa bench"`, `"torch-reference"` or `"browser"`.
     pub tool: String,
+    pub created_unix: u64,
     pub backend: String,
     pub adapter: String,
-    pub model: Value,
+    pub threads: Option<usize>,
+    /// The config that ran, under the official `config.json` names (§1.3).
+    pub model: NepaConfig,
+    pub params: u64,
     pub seed: u64,
     pub batch: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+    /// Null when the train step was not measured.
+    pub train: Option<TrainReport>,
+    /// Null when inference was not measured.
+    pub inference: Option<InferenceReport>,
+    pub peak_memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_kind: Option<String>,
+    pub output_digest: Option<OutputDigest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Weights>,
+    /// Software versions by name (`nepa`, `burn`, `torch`, …); null where not applicable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<BTreeMap<String, Option<String>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// `train` (§1.4): the measured pretraining steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub warmup_steps: usize,
+    pub steps: usize,
+    #[serde(deserialize_with = "numbers")]
+    pub step_ms: Vec<f64>,
     pub step_ms_median: Option<f64>,
-    pub train_images_per_sec: Option<f64>,
-    pub inference_ms_median: Option<f64>,
+    pub images_per_sec: Option<f64>,
+    #[serde(deserialize_with = "numbers")]
+    pub loss: Vec<f64>,
+    /// Loss of each warm-up step: `warmup_loss ++ loss` is the curve from step 0.
+    #[serde(default, deserialize_with = "numbers")]
+    pub warmup_loss: Vec<f64>,
+    /// Gradient norm before clipping, per measured step.
+    #[serde(default, deserialize_with = "numbers")]
+    pub grad_norm: Vec<f64>,
+    pub first_step_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerReport>,
+}
+
+/// `train.optimizer`: the optimizer that was run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerReport {
+    pub name: String,
+    pub lr: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub weight_decay: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_decay: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grad_norm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+/// `inference` (§1.5): the measured forward passes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InferenceReport {
+    pub warmup_runs: usize,
+    pub runs: usize,
+    #[serde(deserialize_with = "numbers")]
+    pub ms: Vec<f64>,
+    pub ms_median: Option<f64>,
+    pub images_per_sec: Option<f64>,
+    pub first_run_ms: Option<f64>,
+}
+
+/// `output_digest` (§2): ẑ on the closed-form probe image, before any training step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputDigest {
+    pub probe: String,
+    #[serde(deserialize_with = "number")]
+    pub z_hat_sum: f64,
+    #[serde(deserialize_with = "number")]
+    pub z_hat_abs_mean: f64,
+    /// `ẑ[0, 0, 0..8]`.
+    #[serde(deserialize_with = "numbers")]
+    pub z_hat_first: Vec<f64>,
+    /// `ẑ[0, T−1, 0..8]`.
+    #[serde(
+        default,
+        deserialize_with = "numbers",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub z_hat_last: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub z_hat_sample_stride: Option<usize>,
+    /// Every `z_hat_sample_stride`-th value of the flattened `ẑ[0]`.
+    #[serde(
+        default,
+        deserialize_with = "numbers",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub z_hat_sample: Vec<f64>,
+    /// The NEPA loss of the probe image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+}
+
+/// `weights`: a fresh seeded init, or a safetensors file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum Weights {
+    Init {
+        init: String,
+    },
+    File {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+}
+
+/// `host`: the machine, as far as the writer knows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical_cpus: Option<usize>,
+    /// Above `threads`, other work competed for the CPU (§3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loadavg_1m_at_start: Option<f64>,
+    /// The browser's `navigator.userAgent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// A number, or null (written for NaN) read back as NaN.
+fn number<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// A list of numbers in which null (written for NaN) reads back as NaN.
+fn numbers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let values = Vec::<Option<f64>>::deserialize(d)?;
+    Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
+/// Why a file is not a usable run report.
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error("not a JSON run report: {0}")]
+    NotJson(String),
+    #[error("schema is {found}, expected \"{REPORT_SCHEMA}\" (docs/run-report.md)")]
+    Schema {
+        /// The `schema` value as JSON (`"something/9"`), or `(none)`.
+        found: String,
+    },
+    #[error("not a valid {REPORT_SCHEMA} report (docs/run-report.md): {0}")]
+    Invalid(String),
+}
+
+impl RunReport {
+    /// Reads a report. The schema is checked first, so a file of another schema is named as
+    /// such rather than by the first field it lacks; then every field of the schema is
+    /// checked for its type. Never panics, whatever the text.
+    pub fn from_json(text: &str) -> Result<Self, ReportError> {
+        #[derive(Deserialize)]
+        struct Schema {
+            schema: Option<Value>,
+        }
+        let head: Schema =
+            serde_json::from_str(text).map_err(|e| ReportError::NotJson(e.to_string()))?;
+        match head.schema {
+            Some(Value::String(s)) if s == REPORT_SCHEMA => {}
+            Some(other) => {
+                return Err(ReportError::Schema {
+                    found: other.to_string(),
+                });
+            }
+            None => {
+                return Err(ReportError::Schema {
+                    found: "(none)".into(),
+                });
+            }
+        }
+        serde_json::from_str(text).map_err(|e| ReportError::Invalid(e.to_string()))
+    }
+
+    /// The report as pretty-printed JSON.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a run report serialises")
+    }
+
     /// Loss of every step from step 0: the warm-up steps, then the timed ones.
-    pub loss_curve: Vec<f64>,
-    /// ẑ values of the digest (the strided sample, else the first and last tokens' values).
-    pub digest: Vec<f64>,
-}
+    pub fn loss_curve(&self) -> Vec<f64> {
+        self.train
+            .as_ref()
+            .map(|t| t.warmup_loss.iter().chain(&t.loss).copied().collect())
+            .unwrap_or_default()
+    }
 
-fn numbers(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_f64).collect())
-        .unwrap_or_default()
-}
+    /// ẑ values of the digest to compare value by value: the strided sample, else the first
+    /// and last tokens' values.
+    pub fn digest_values(&self) -> Vec<f64> {
+        let Some(d) = &self.output_digest else {
+            return vec![];
+        };
+        if d.z_hat_sample.is_empty() {
+            d.z_hat_first.iter().chain(&d.z_hat_last).copied().collect()
+        } else {
+            d.z_hat_sample.clone()
+        }
+    }
 
-impl ReportSummary {
-    /// Reads a report, rejecting anything that is not `nepa-run-report/1`.
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        let v: Value =
-            serde_json::from_str(text).map_err(|e| format!("not a JSON run report: {e}"))?;
-        let schema = v["schema"].as_str().unwrap_or("(none)");
-        if schema != REPORT_SCHEMA {
-            return Err(format!(
-                "schema is {schema:?}, expected {REPORT_SCHEMA:?} (docs/run-report.md)"
-            ));
-        }
-        let train = &v["train"];
-        let mut loss_curve = numbers(&train["warmup_loss"]);
-        loss_curve.extend(numbers(&train["loss"]));
-        let digest = &v["output_digest"];
-        let mut sample = numbers(&digest["z_hat_sample"]);
-        if sample.is_empty() {
-            sample = numbers(&digest["z_hat_first"]);
-            sample.extend(numbers(&digest["z_hat_last"]));
-        }
-        Ok(Self {
-            tool: v["tool"].as_str().unwrap_or("?").into(),
-            backend: v["backend"].as_str().unwrap_or("?").into(),
-            adapter: v["adapter"].as_str().unwrap_or("?").into(),
-            model: v["model"].clone(),
-            seed: v["seed"].as_u64().unwrap_or(0),
-            batch: v["batch"].as_u64().unwrap_or(0) as usize,
-            step_ms_median: train["step_ms_median"].as_f64(),
-            train_images_per_sec: train["images_per_sec"].as_f64(),
-            inference_ms_median: v["inference"]["ms_median"].as_f64(),
-            loss_curve,
-            digest: sample,
-        })
+    pub fn step_ms_median(&self) -> Option<f64> {
+        self.train.as_ref().and_then(|t| t.step_ms_median)
+    }
+
+    pub fn train_images_per_sec(&self) -> Option<f64> {
+        self.train.as_ref().and_then(|t| t.images_per_sec)
+    }
+
+    pub fn inference_ms_median(&self) -> Option<f64> {
+        self.inference.as_ref().and_then(|i| i.ms_median)
     }
 }
 
@@ -492,7 +726,7 @@ pub struct Comparison {
 }
 
 /// Compares report `a` (e.g. the browser) with report `b` (e.g. native).
-pub fn compare(a: &ReportSummary, b: &ReportSummary) -> Comparison {
+pub fn compare(a: &RunReport, b: &RunReport) -> Comparison {
     let mut mismatch = vec![];
     if a.model != b.model {
         mismatch.push("different model configs".to_string());
@@ -507,34 +741,34 @@ pub fn compare(a: &ReportSummary, b: &ReportSummary) -> Comparison {
         (Some(x), Some(y)) if y > 0.0 => Some(x / y),
         _ => None,
     };
-    let common_steps = a.loss_curve.len().min(b.loss_curve.len());
+    let (curve_a, curve_b) = (a.loss_curve(), b.loss_curve());
+    let common_steps = curve_a.len().min(curve_b.len());
     let max_loss_diff = (common_steps > 0).then(|| {
-        a.loss_curve
+        curve_a
             .iter()
-            .zip(&b.loss_curve)
+            .zip(&curve_b)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f64::max)
     });
-    let (digest_max_abs_diff, digest_cosine) =
-        if a.digest.len() == b.digest.len() && !a.digest.is_empty() {
-            let max = a
-                .digest
-                .iter()
-                .zip(&b.digest)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f64::max);
-            let dot: f64 = a.digest.iter().zip(&b.digest).map(|(x, y)| x * y).sum();
-            let na = a.digest.iter().map(|x| x * x).sum::<f64>().sqrt();
-            let nb = b.digest.iter().map(|x| x * x).sum::<f64>().sqrt();
-            (Some(max), Some(dot / (na * nb).max(1e-30)))
-        } else {
-            (None, None)
-        };
+    let (da, db) = (a.digest_values(), b.digest_values());
+    let (digest_max_abs_diff, digest_cosine) = if da.len() == db.len() && !da.is_empty() {
+        let max = da
+            .iter()
+            .zip(&db)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        let dot: f64 = da.iter().zip(&db).map(|(x, y)| x * y).sum();
+        let na = da.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let nb = db.iter().map(|x| x * x).sum::<f64>().sqrt();
+        (Some(max), Some(dot / (na * nb).max(1e-30)))
+    } else {
+        (None, None)
+    };
     Comparison {
         same_run: mismatch.is_empty(),
         mismatch,
-        step_time_ratio: ratio(a.step_ms_median, b.step_ms_median),
-        inference_time_ratio: ratio(a.inference_ms_median, b.inference_ms_median),
+        step_time_ratio: ratio(a.step_ms_median(), b.step_ms_median()),
+        inference_time_ratio: ratio(a.inference_ms_median(), b.inference_ms_median()),
         common_steps,
         max_loss_diff,
         digest_max_abs_diff,

@@ -5,7 +5,7 @@ mod common;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::values;
 use nepa::bench::{
-    BenchRun, BenchSettings, ReportSummary, compare, seeded_backbone, synthetic_batch,
+    BenchRun, BenchSettings, ReportError, RunReport, compare, seeded_backbone, synthetic_batch,
 };
 use nepa::checkpoint::{
     backbone_tensors, classes_from_metadata, classifier_tensors, classifier_to_safetensors_async,
@@ -279,24 +279,120 @@ fn bench_reports_compare_step_by_step() {
     let a = run_bench(&device, 0).report(&host);
     let b = run_bench(&device, 0).report(&host);
     let c = run_bench(&device, 1).report(&host);
-    let sa = ReportSummary::from_json(&a.to_string()).unwrap();
-    assert_eq!(sa.loss_curve.len(), 4);
-    assert!(sa.loss_curve[3] < sa.loss_curve[0], "{:?}", sa.loss_curve);
-    let same = compare(&sa, &ReportSummary::from_json(&b.to_string()).unwrap());
+    // What is written is what is read back (up to an ulp: serde_json's default float
+    // parsing is not always correctly rounded).
+    let text = a.to_json_pretty();
+    let sa = RunReport::from_json(&text).unwrap();
+    let back = compare(&sa, &a);
+    assert!(
+        back.same_run && back.max_loss_diff.unwrap() < 1e-12,
+        "{back:?}"
+    );
+    assert!(back.digest_max_abs_diff.unwrap() < 1e-12, "{back:?}");
+    assert_eq!(
+        (&sa.weights, &sa.notes, sa.params),
+        (&a.weights, &a.notes, a.params)
+    );
+    assert_eq!(sa.loss_curve().len(), 4);
+    assert!(
+        sa.loss_curve()[3] < sa.loss_curve()[0],
+        "{:?}",
+        sa.loss_curve()
+    );
+    let same = compare(&sa, &b);
     assert!(same.same_run);
     assert_eq!(same.common_steps, 4);
     assert!(same.max_loss_diff.unwrap() < 1e-6);
     assert!((same.digest_cosine.unwrap() - 1.0).abs() < 1e-9);
-    let other = compare(&sa, &ReportSummary::from_json(&c.to_string()).unwrap());
+    let other = compare(&sa, &c);
     assert!(!other.same_run);
     assert_eq!(other.mismatch, vec!["seeds 0 and 1".to_string()]);
     assert!(other.max_loss_diff.unwrap() > 1e-4);
     assert!(other.digest_cosine.unwrap() < 0.999);
+    // Another config is flagged, not refused.
+    let mut wider = b.clone();
+    wider.model = wider.model.with_patch_size(8);
+    assert_eq!(
+        compare(&sa, &wider).mismatch,
+        vec!["different model configs".to_string()]
+    );
 
-    let wrong = a
-        .to_string()
-        .replace("nepa-run-report/1", "something-else/2");
-    let err = ReportSummary::from_json(&wrong).unwrap_err();
-    assert!(err.contains("something-else/2"), "{err}");
-    assert!(ReportSummary::from_json("not json").is_err());
+    let wrong = text.replace("nepa-run-report/1", "something-else/2");
+    let err = RunReport::from_json(&wrong).unwrap_err();
+    assert!(matches!(err, ReportError::Schema { .. }), "{err}");
+    assert!(err.to_string().contains("something-else/2"), "{err}");
+    assert!(matches!(
+        RunReport::from_json("not json"),
+        Err(ReportError::NotJson(_))
+    ));
+}
+
+/// Any `nepa-run-report/1` file is read: the PyTorch bench's (other optional fields, nulls
+/// where it measured nothing, fields this crate does not know) and a diverged run's (NaN
+/// written as null). A report with a field of the wrong type, or missing a required one, is
+/// a clear error, never a panic.
+#[test]
+fn run_reports_read_leniently_and_refuse_malformed_ones() {
+    let torch = r#"{
+        "schema": "nepa-run-report/1", "tool": "torch-reference", "created_unix": 1764164400,
+        "backend": "torch-cpu", "adapter": "AMD EPYC", "threads": 2,
+        "model": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "intermediate_size": 256, "image_size": [32, 32], "patch_size": 8,
+                  "model_type": "vit_nepa", "pos_embed_rescale": null},
+        "params": 100, "seed": 0, "batch": 8, "train": null,
+        "inference": {"warmup_runs": 2, "runs": 1, "ms": [1.5], "ms_median": 1.5,
+                      "images_per_sec": 5333.33, "first_run_ms": 9.0},
+        "peak_memory_bytes": 123, "peak_memory_kind": "process-rss",
+        "output_digest": {"probe": "p", "z_hat_sum": 0.0, "z_hat_abs_mean": 0.8,
+                          "z_hat_first": [1, 2, 3, 4, 5, 6, 7, 8], "loss": -0.5},
+        "weights": {"source": "file", "path": "w.safetensors", "sha256": "ab"},
+        "versions": {"torch": "2.5.0", "cuda": null},
+        "host": {"os": "Linux", "logical_cpus": 2, "loadavg_1m_at_start": null},
+        "something_new": {"nested": [1, 2]}
+    }"#;
+    let r = RunReport::from_json(torch).unwrap();
+    assert_eq!(r.tool, "torch-reference");
+    assert!(r.train.is_none() && r.loss_curve().is_empty());
+    assert_eq!(r.model.patch_size, 8);
+    assert_eq!(r.digest_values().len(), 8);
+    assert_eq!(r.inference_ms_median(), Some(1.5));
+    let (config, _) = nepa::bench::compare_run();
+    assert_eq!(r.model, config, "the same config, however it is spelt");
+
+    let diverged = torch.replace(
+        r#""train": null"#,
+        r#""train": {"warmup_steps": 0, "steps": 2, "step_ms": [1, 2], "step_ms_median": 1.5,
+                     "images_per_sec": null, "loss": [-0.1, null], "first_step_ms": 1}"#,
+    );
+    let r = RunReport::from_json(&diverged).unwrap();
+    let curve = r.loss_curve();
+    assert_eq!(curve[0], -0.1);
+    assert!(curve[1].is_nan());
+    assert_eq!(r.train_images_per_sec(), None);
+
+    for (bad, why) in [
+        (r#""seed": 0"#, r#""seed": -1"#),
+        (r#""batch": 8"#, r#""batch": "eight""#),
+        (r#""ms": [1.5]"#, r#""ms": 1.5"#),
+        (r#""model": {"#, r#""model": {"image_size": "big", "#),
+        (r#""source": "file""#, r#""source": "cloud""#),
+        (r#""tool": "torch-reference","#, ""),
+    ] {
+        let text = torch.replace(bad, why);
+        assert_ne!(text, torch);
+        match RunReport::from_json(&text) {
+            Err(ReportError::Invalid(msg)) => assert!(!msg.is_empty()),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    for text in [
+        "",
+        "[]",
+        "null",
+        "{}",
+        r#"{"schema": 1}"#,
+        &"[".repeat(100_000),
+    ] {
+        assert!(RunReport::from_json(text).is_err(), "{text:.40}");
+    }
 }

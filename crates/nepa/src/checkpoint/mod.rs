@@ -272,7 +272,7 @@ fn to_f32(key: &str, view: &TensorView<'_>) -> Result<Vec<f32>, NepaError> {
 }
 
 /// Row-major transpose of a `[rows, cols]` matrix.
-fn transpose_host(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose_host(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
     for r in 0..rows {
         for c in 0..cols {
