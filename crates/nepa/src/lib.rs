@@ -21,6 +21,7 @@ pub mod idx;
 pub mod image;
 pub mod loss;
 pub mod model;
+pub mod recipe;
 pub mod rng;
 pub mod rope;
 pub mod train;

@@ -1,0 +1,384 @@
+//! Mixup / CutMix with label smoothing, as timm's `Mixup(mode='batch')` (docs/nepa.md §5:
+//! "label smoothing 0.1, mixup 0.8 / cutmix 1.0").
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::log_softmax;
+
+use crate::error::NepaError;
+use crate::rng::SplitMix64;
+
+/// Which mixing a batch got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mix {
+    None,
+    Mixup,
+    Cutmix,
+}
+
+/// A mixed batch's soft targets (`B × num_classes`, row-major), its λ and kind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixedTargets {
+    pub targets: Vec<f32>,
+    pub lam: f64,
+    pub kind: Mix,
+    /// The CutMix box `(y_low, y_high, x_low, x_high)`, half-open; `None` unless CutMix.
+    pub bbox: Option<(usize, usize, usize, usize)>,
+}
+
+/// timm's `Mixup` arguments. An α of 0 turns that mixing off.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MixupConfig {
+    pub mixup_alpha: f64,
+    pub cutmix_alpha: f64,
+    /// Probability that a batch is mixed at all.
+    pub prob: f64,
+    /// Probability of CutMix rather than Mixup when both are on.
+    pub switch_prob: f64,
+    pub label_smoothing: f64,
+    /// Set λ to the share of the image CutMix left unchanged (the box is clipped at edges).
+    pub correct_lam: bool,
+}
+
+impl MixupConfig {
+    /// The official fine-tuning values (timm defaults of the DeiT/MAE recipe).
+    pub fn official() -> Self {
+        Self {
+            mixup_alpha: 0.8,
+            cutmix_alpha: 1.0,
+            prob: 1.0,
+            switch_prob: 0.5,
+            label_smoothing: 0.1,
+            correct_lam: true,
+        }
+    }
+
+    /// No mixing; targets are the smoothed one-hot labels (smoothing 0.1 kept).
+    pub fn none() -> Self {
+        Self {
+            mixup_alpha: 0.0,
+            cutmix_alpha: 0.0,
+            prob: 0.0,
+            ..Self::official()
+        }
+    }
+
+    fn validate(&self) -> Result<(), NepaError> {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        let unit = |v: f64| (0.0..=1.0).contains(&v);
+        if !(ok(self.mixup_alpha) && ok(self.cutmix_alpha))
+            || !(unit(self.prob) && unit(self.switch_prob) && unit(self.label_smoothing))
+        {
+            return Err(NepaError::Config(format!(
+                "mixup: alphas must be finite and ≥ 0 and prob, switch_prob, label_smoothing in \
+                 [0, 1] (got {self:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Draws λ and the kind for one batch, as timm's `_params_per_batch`.
+    fn draw(&self, rng: &mut SplitMix64) -> (f64, Mix) {
+        let (m, c) = (self.mixup_alpha > 0.0, self.cutmix_alpha > 0.0);
+        if !(m || c) || rng.next_f64() >= self.prob {
+            return (1.0, Mix::None);
+        }
+        let cutmix = if m && c {
+            rng.next_f64() < self.switch_prob
+        } else {
+            c
+        };
+        if cutmix {
+            (beta(rng, self.cutmix_alpha), Mix::Cutmix)
+        } else {
+            (beta(rng, self.mixup_alpha), Mix::Mixup)
+        }
+    }
+
+    /// Mixes the batch `pixels` (`shape` = B, C, H, W) in place, image `i` with image
+    /// `B − 1 − i`, and returns the matching soft targets. B must be even (as timm asserts:
+    /// with an odd B the middle image would mix with itself).
+    pub fn apply(
+        &self,
+        pixels: &mut [f32],
+        shape: [usize; 4],
+        labels: &[usize],
+        num_classes: usize,
+        rng: &mut SplitMix64,
+    ) -> Result<MixedTargets, NepaError> {
+        self.validate()?;
+        let [b, c, h, w] = shape;
+        let n = b
+            .checked_mul(c)
+            .and_then(|v| v.checked_mul(h)?.checked_mul(w));
+        if n != Some(pixels.len()) || labels.len() != b {
+            return Err(NepaError::Input(format!(
+                "mixup: shape {shape:?} does not match {} pixel values and {} labels",
+                pixels.len(),
+                labels.len()
+            )));
+        }
+        if b % 2 != 0 {
+            return Err(NepaError::Input(format!(
+                "mixup needs an even batch size, got {b}"
+            )));
+        }
+        let smoothed = smooth_one_hot(labels, num_classes, self.label_smoothing)?;
+        let (mut lam, mut kind) = self.draw(rng);
+        let mut bbox = None;
+        let image = c * h * w;
+        if lam == 1.0 {
+            kind = Mix::None;
+        } else if kind == Mix::Cutmix {
+            let (yl, yh, xl, xh) = rand_bbox(h, w, lam, rng);
+            if self.correct_lam {
+                lam = 1.0 - ((yh - yl) * (xh - xl)) as f64 / (h * w) as f64;
+            }
+            let original = pixels.to_vec();
+            for i in 0..b {
+                let j = b - 1 - i;
+                for ch in 0..c {
+                    for y in yl..yh {
+                        let row = ch * h * w + y * w;
+                        let (dst, src) = (i * image + row, j * image + row);
+                        pixels[dst + xl..dst + xh].copy_from_slice(&original[src + xl..src + xh]);
+                    }
+                }
+            }
+            bbox = Some((yl, yh, xl, xh));
+        } else {
+            let original = pixels.to_vec();
+            let (l, r) = (lam as f32, (1.0 - lam) as f32);
+            for i in 0..b {
+                let j = b - 1 - i;
+                for k in 0..image {
+                    pixels[i * image + k] =
+                        original[i * image + k] * l + original[j * image + k] * r;
+                }
+            }
+        }
+        Ok(MixedTargets {
+            targets: mix_targets(&smoothed, b, num_classes, lam),
+            lam,
+            kind,
+            bbox,
+        })
+    }
+}
+
+/// λ·t_i + (1 − λ)·t_{B−1−i} per row (timm's `mixup_target`).
+fn mix_targets(smoothed: &[f32], b: usize, classes: usize, lam: f64) -> Vec<f32> {
+    let mut out = vec![0.0; b * classes];
+    for i in 0..b {
+        let j = b - 1 - i;
+        for k in 0..classes {
+            let v = lam * f64::from(smoothed[i * classes + k])
+                + (1.0 - lam) * f64::from(smoothed[j * classes + k]);
+            out[i * classes + k] = v as f32;
+        }
+    }
+    out
+}
+
+/// timm's `rand_bbox`: a box of `int(H·√(1−λ)) × int(W·√(1−λ))` centred at a uniform pixel
+/// (row first), clipped to the image; returns `(y_low, y_high, x_low, x_high)`, half-open.
+fn rand_bbox(h: usize, w: usize, lam: f64, rng: &mut SplitMix64) -> (usize, usize, usize, usize) {
+    let ratio = (1.0 - lam).max(0.0).sqrt();
+    let (cut_h, cut_w) = ((h as f64 * ratio) as usize, (w as f64 * ratio) as usize);
+    let (cy, cx) = (rng.below(h), rng.below(w));
+    (
+        cy.saturating_sub(cut_h / 2),
+        (cy + cut_h / 2).min(h),
+        cx.saturating_sub(cut_w / 2),
+        (cx + cut_w / 2).min(w),
+    )
+}
+
+/// One-hot rows with label smoothing: `ε/C` off the label, `1 − ε + ε/C` on it.
+pub fn smooth_one_hot(
+    labels: &[usize],
+    classes: usize,
+    smoothing: f64,
+) -> Result<Vec<f32>, NepaError> {
+    if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
+        return Err(NepaError::Input(format!(
+            "label {bad} is out of range for {classes} classes"
+        )));
+    }
+    let off = smoothing / classes as f64;
+    let on = 1.0 - smoothing + off;
+    let mut out = vec![off as f32; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        out[i * classes + l] = on as f32;
+    }
+    Ok(out)
+}
+
+/// Cross-entropy against soft targets, averaged over the batch:
+/// `mean_b(−Σ_c t_bc · log_softmax(x_b)_c)` (timm's `SoftTargetCrossEntropy`). Shape `[1]`.
+pub fn soft_target_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    (targets * log_softmax(logits, 1)).sum_dim(1).neg().mean()
+}
+
+/// Gamma(shape, 1) by Marsaglia–Tsang (2000); shapes below 1 use the boost
+/// Gamma(a) = Gamma(a + 1)·U^(1/a).
+fn gamma(rng: &mut SplitMix64, shape: f64) -> f64 {
+    if shape < 1.0 {
+        let u = 1.0 - rng.next_f64(); // (0, 1]
+        return gamma(rng, shape + 1.0) * u.powf(1.0 / shape);
+    }
+    let d = shape - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        let x = rng.normal();
+        let v = (1.0 + c * x).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u = 1.0 - rng.next_f64();
+        if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+            return d * v;
+        }
+    }
+}
+
+/// Beta(α, α) as X / (X + Y) with X, Y ~ Gamma(α).
+pub(crate) fn beta(rng: &mut SplitMix64, alpha: f64) -> f64 {
+    let x = gamma(rng, alpha);
+    let y = gamma(rng, alpha);
+    if x + y > 0.0 { x / (x + y) } else { 0.5 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn mixup_targets_for_a_fixed_lambda() {
+        // ε = 0.1, C = 3: off = 1/30, on = 0.9 + 1/30. λ = 0.7 mixes label 0 with label 2:
+        // row 0 = 0.7·(0.9333, 0.0333, 0.0333) + 0.3·(0.0333, 0.0333, 0.9333).
+        let s = smooth_one_hot(&[0, 2], 3, 0.1).unwrap();
+        close(
+            &s,
+            &[
+                0.933_333, 0.033_333, 0.033_333, 0.033_333, 0.033_333, 0.933_333,
+            ],
+        );
+        let t = mix_targets(&s, 2, 3, 0.7);
+        close(
+            &t,
+            &[
+                0.663_333, 0.033_333, 0.303_333, 0.303_333, 0.033_333, 0.663_333,
+            ],
+        );
+    }
+
+    #[test]
+    fn mixup_blends_pixels_with_the_flipped_batch() {
+        let cfg = MixupConfig {
+            cutmix_alpha: 0.0,
+            ..MixupConfig::official()
+        };
+        let mut px = vec![0.0, 0.0, 1.0, 1.0]; // B = 2 images of 1×1×2
+        let out = cfg
+            .apply(&mut px, [2, 1, 1, 2], &[0, 1], 2, &mut SplitMix64::new(3))
+            .unwrap();
+        assert_eq!(out.kind, Mix::Mixup);
+        let l = out.lam as f32;
+        close(&px, &[1.0 - l, 1.0 - l, l, l]);
+        // Row 0 = λ·(0.95, 0.05) + (1 − λ)·(0.05, 0.95).
+        let a = 0.05 + 0.9 * l;
+        close(&out.targets, &[a, 1.0 - a, 1.0 - a, a]);
+    }
+
+    #[test]
+    fn cutmix_box_area_gives_the_corrected_lambda() {
+        // λ = 0.64 → cut ratio 0.6 → a 6×6 box on 10×10, centred at the next two draws and
+        // clipped, so the corrected λ is 1 − clipped area / 100.
+        let mut rng = SplitMix64::new(11);
+        let mut probe = rng.clone();
+        let (cy, cx) = (probe.below(10), probe.below(10));
+        let (yl, yh, xl, xh) = rand_bbox(10, 10, 0.64, &mut rng);
+        assert_eq!((yl, yh), (cy.saturating_sub(3), (cy + 3).min(10)));
+        assert_eq!((xl, xh), (cx.saturating_sub(3), (cx + 3).min(10)));
+
+        // Through `apply`: image 0 is all 0, image 1 all 1; image 0 then holds ones exactly
+        // in the box, and λ = 1 − ones / (H·W).
+        let cfg = MixupConfig {
+            mixup_alpha: 0.0,
+            ..MixupConfig::official()
+        };
+        let (h, w) = (16, 12);
+        let mut px: Vec<f32> = (0..2 * h * w).map(|i| (i >= h * w) as u8 as f32).collect();
+        let out = cfg
+            .apply(&mut px, [2, 1, h, w], &[1, 0], 2, &mut SplitMix64::new(5))
+            .unwrap();
+        assert_eq!(out.kind, Mix::Cutmix);
+        let (yl, yh, xl, xh) = out.bbox.unwrap();
+        let ones = px[..h * w].iter().filter(|&&v| v == 1.0).count();
+        assert_eq!(ones, (yh - yl) * (xh - xl));
+        assert!(ones > 0);
+        assert_eq!(out.lam, 1.0 - ones as f64 / (h * w) as f64);
+        // Image 1 got zeros in the same box.
+        assert_eq!(px[h * w..].iter().filter(|&&v| v == 0.0).count(), ones);
+    }
+
+    #[test]
+    fn odd_batches_and_bad_labels_are_errors() {
+        let cfg = MixupConfig::official();
+        let mut px = vec![0.0; 3];
+        let mut rng = SplitMix64::new(0);
+        assert!(
+            cfg.apply(&mut px, [3, 1, 1, 1], &[0, 1, 0], 2, &mut rng)
+                .is_err()
+        );
+        let mut px = vec![0.0; 2];
+        assert!(
+            cfg.apply(&mut px, [2, 1, 1, 1], &[0, 5], 2, &mut rng)
+                .is_err()
+        );
+        assert!(
+            cfg.apply(&mut px, [2, 1, 2, 1], &[0, 1], 2, &mut rng)
+                .is_err()
+        );
+        let none = MixupConfig::none()
+            .apply(&mut px, [2, 1, 1, 1], &[0, 1], 2, &mut rng)
+            .unwrap();
+        assert_eq!((none.kind, none.lam), (Mix::None, 1.0));
+    }
+
+    #[test]
+    fn beta_draws_have_the_right_mean_and_range() {
+        let mut rng = SplitMix64::new(1);
+        // Beta(0.8, 0.8) has mean 0.5 and variance 1 / (4·2.6) ≈ 0.0962.
+        let xs: Vec<f64> = (0..20_000).map(|_| beta(&mut rng, 0.8)).collect();
+        assert!(xs.iter().all(|x| (0.0..=1.0).contains(x)));
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!((mean - 0.5).abs() < 0.01, "{mean}");
+        assert!((var - 1.0 / 10.4).abs() < 0.005, "{var}");
+    }
+
+    #[test]
+    fn soft_target_ce_on_smoothed_one_hot() {
+        // logits (1, 2, 3), label 2, ε = 0.1: log p = x − ln(e + e² + e³) = x − 3.4076060;
+        // loss = 0.9·0.4076060 + 0.1·mean(2.4076060, 1.4076060, 0.4076060) = 0.5076060.
+        let device = Device::flex();
+        let logits =
+            Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0], [1, 3]), &device);
+        let t = smooth_one_hot(&[2], 3, 0.1).unwrap();
+        let targets = Tensor::<2>::from_data(TensorData::new(t, [1, 3]), &device);
+        let loss = soft_target_cross_entropy(logits, targets)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!((loss[0] - 0.507_606).abs() < 1e-5, "{loss:?}");
+    }
+}
