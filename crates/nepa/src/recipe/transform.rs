@@ -96,3 +96,40 @@ impl TrainTransform {
         Ok(chw)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_image_gives_the_normalised_colour_and_runs_reproduce() {
+        // Crop, bicubic resize and flip keep a flat image flat; (v/255 − 0.5)/0.5 gives
+        // 255 → 1, 0 → −1, 51 → −0.6.
+        let plain = TrainTransform {
+            randaug: None,
+            erasing: None,
+            ..TrainTransform::official()
+        };
+        let img = RgbImage::filled(37, 23, [255, 0, 51]);
+        let out = plain.apply(&img, 8, 6, &mut SplitMix64::new(1)).unwrap();
+        assert_eq!(out.len(), 3 * 8 * 6);
+        assert!(out[..48].iter().all(|&v| v == 1.0));
+        assert!(out[48..96].iter().all(|&v| v == -1.0));
+        assert!(out[96..].iter().all(|&v| (v + 0.6).abs() < 1e-6));
+
+        let px: Vec<u8> = (0..40 * 30 * 3).map(|i| (i * 31 % 256) as u8).collect();
+        let img = RgbImage::new(40, 30, px);
+        for t in [TrainTransform::official(), TrainTransform::small_data()] {
+            let a = t.apply(&img, 16, 16, &mut SplitMix64::new(9)).unwrap();
+            let b = t.apply(&img, 16, 16, &mut SplitMix64::new(9)).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a.len(), 3 * 16 * 16);
+        }
+        assert!(
+            plain
+                .apply(&RgbImage::new(0, 0, vec![]), 4, 4, &mut SplitMix64::new(0))
+                .is_err()
+        );
+        assert!(plain.apply(&img, 0, 4, &mut SplitMix64::new(0)).is_err());
+    }
+}
