@@ -65,9 +65,12 @@ impl MixupConfig {
     fn validate(&self) -> Result<(), NepaError> {
         let ok = |v: f64| v.is_finite() && v >= 0.0;
         let unit = |v: f64| (0.0..=1.0).contains(&v);
-        if !(ok(self.mixup_alpha) && ok(self.cutmix_alpha))
-            || !(unit(self.prob) && unit(self.switch_prob) && unit(self.label_smoothing))
-        {
+        let valid = ok(self.mixup_alpha)
+            && ok(self.cutmix_alpha)
+            && unit(self.prob)
+            && unit(self.switch_prob)
+            && unit(self.label_smoothing);
+        if !valid {
             return Err(NepaError::Config(format!(
                 "mixup: alphas must be finite and ≥ 0 and prob, switch_prob, label_smoothing in \
                  [0, 1] (got {self:?})"
