@@ -23,6 +23,7 @@ pub mod image;
 pub mod loss;
 pub mod model;
 pub mod pretrain;
+pub mod recipe;
 pub mod rng;
 pub mod rope;
 pub mod train;

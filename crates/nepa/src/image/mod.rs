@@ -9,7 +9,8 @@
 //!   [`decode_with_warnings`] also reports damage the decoder works around (a truncated
 //!   JPEG).
 //! * [`resize_bilinear`]: PIL's `Image.resize(..., BILINEAR)` reproduced bit for bit on 8-bit
-//!   RGB (see its docs for what exactly is matched).
+//!   RGB (see its docs for what exactly is matched); [`resize_bicubic`] the same with PIL's
+//!   bicubic kernel (the fine-tuning recipe's interpolation, `crate::recipe`).
 //! * [`preprocess_eval`] (docs/nepa.md §7.2): resize to exactly H×W, bilinear, no crop, then
 //!   `(x/255 − 0.5)/0.5`, CHW.
 //! * [`augment_train`] (docs/nepa.md §4): torchvision `RandomResizedCrop` (bilinear) +
@@ -25,8 +26,8 @@ pub use decode::{
     ImageError, MAX_ALLOC_BYTES, MAX_PIXELS, TRUNCATED_JPEG_WARNING, decode, decode_with_warnings,
     from_gray, to_png,
 };
-pub use resize::resize_bilinear;
 use resize::resize_region;
+pub use resize::{resize_bicubic, resize_bilinear, resize_region_bicubic};
 
 /// An 8-bit RGB image: row-major, 3 bytes per pixel, no padding
 /// (`pixels.len() == width * height * 3`).

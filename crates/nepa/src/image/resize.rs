@@ -1,4 +1,4 @@
-//! PIL's `Image.resize(..., BILINEAR)` on 8-bit RGB, reproduced bit for bit.
+//! PIL's `Image.resize(..., BILINEAR | BICUBIC)` on 8-bit RGB, reproduced bit for bit.
 
 use super::RgbImage;
 
@@ -14,13 +14,48 @@ struct Taps {
     weights: Vec<i32>,
 }
 
-/// PIL's `precompute_coeffs` for the triangle (bilinear) filter, support 1, on an input of
-/// `in_size` samples, followed by `normalize_coeffs_8bpc`.
-fn taps(in_size: usize, out_size: usize) -> Taps {
+/// The resampling kernels PIL offers that this crate uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Filter {
+    /// Triangle, support 1.
+    Bilinear,
+    /// Keys cubic with a = −0.5, support 2 (PIL's `bicubic_filter`).
+    Bicubic,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bilinear => 1.0,
+            Filter::Bicubic => 2.0,
+        }
+    }
+
+    fn eval(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Filter::Bilinear => (1.0 - x).max(0.0),
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// PIL's `precompute_coeffs` for `filter` on an input of `in_size` samples, followed by
+/// `normalize_coeffs_8bpc`.
+fn taps(in_size: usize, out_size: usize, filter: Filter) -> Taps {
     let scale = in_size as f64 / out_size as f64;
     // Downscaling widens the filter by the scale factor (antialiasing); upscaling does not.
     let filterscale = scale.max(1.0);
-    let support = filterscale; // bilinear support (1.0) × filterscale
+    let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let inv = 1.0 / filterscale;
     let mut taps = Taps {
@@ -41,7 +76,7 @@ fn taps(in_size: usize, out_size: usize) -> Taps {
         let mut total = 0.0;
         for (x, w) in k.iter_mut().enumerate().take(n) {
             let t = ((x + xmin) as f64 - center + 0.5) * inv;
-            *w = (1.0 - t.abs()).max(0.0);
+            *w = filter.eval(t);
             total += *w;
         }
         let row = &mut taps.weights[xx * ksize..(xx + 1) * ksize];
@@ -78,6 +113,21 @@ pub(super) fn resize_region(
     out_w: usize,
     out_h: usize,
 ) -> RgbImage {
+    resize_region_with(Filter::Bilinear, img, x0, y0, w, h, out_w, out_h)
+}
+
+/// [`resize_region`] with any of PIL's filters. Panics as it does.
+#[allow(clippy::too_many_arguments)]
+fn resize_region_with(
+    filter: Filter,
+    img: &RgbImage,
+    x0: usize,
+    y0: usize,
+    w: usize,
+    h: usize,
+    out_w: usize,
+    out_h: usize,
+) -> RgbImage {
     assert!(
         x0 + w <= img.width && y0 + h <= img.height,
         "region {w}×{h} at ({x0}, {y0}) is outside the {}×{} image",
@@ -103,7 +153,7 @@ pub(super) fn resize_region(
         }
         mid
     } else {
-        let t = taps(w, out_w);
+        let t = taps(w, out_w, filter);
         let mut mid = vec![0u8; out_w * h * 3];
         for (yy, y) in (y0..y0 + h).enumerate() {
             let row = &img.pixels[(y * img.width + x0) * 3..(y * img.width + x0 + w) * 3];
@@ -130,7 +180,7 @@ pub(super) fn resize_region(
     if out_h == h {
         return RgbImage::new(out_w, out_h, mid);
     }
-    let t = taps(h, out_h);
+    let t = taps(h, out_h, filter);
     let stride = out_w * 3;
     let mut out = vec![0u8; out_w * out_h * 3];
     let mut acc = vec![0i64; stride];
@@ -177,3 +227,50 @@ pub(super) fn resize_region(
 pub fn resize_bilinear(img: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
     resize_region(img, 0, 0, img.width, img.height, out_w, out_h)
 }
+
+/// Resizes to `out_w × out_h` with PIL's bicubic filter (`Image.resize(size, Image.BICUBIC)`),
+/// the interpolation of the fine-tuning recipe's crops and eval resize (timm's
+/// `interpolation='bicubic'`, see `crate::recipe`).
+///
+/// The same arithmetic as [`resize_bilinear`] (half-integer pixel centres, the kernel widened
+/// by `in/out` when downscaling, edge taps dropped and renormalised, 22-bit fixed point,
+/// horizontal pass first, 8-bit rounding after each pass) with the Keys cubic kernel,
+/// a = −0.5, support 2. Its negative lobes can overshoot, so each pass saturates to 0..=255
+/// as Pillow's `clip8` does. Panics when the image is empty but the output is not.
+pub fn resize_bicubic(img: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
+    resize_region_with(
+        Filter::Bicubic,
+        img,
+        0,
+        0,
+        img.width,
+        img.height,
+        out_w,
+        out_h,
+    )
+}
+
+/// [`resize_bicubic`] of the rectangle `region` (PIL's `img.crop(box).resize(size, BICUBIC)`,
+/// which is what torchvision's `resized_crop` does). Panics if `region` is not inside the
+/// image, or is empty while the output is not.
+pub fn resize_region_bicubic(
+    img: &RgbImage,
+    region: super::CropParams,
+    out_w: usize,
+    out_h: usize,
+) -> RgbImage {
+    resize_region_with(
+        Filter::Bicubic,
+        img,
+        region.x,
+        region.y,
+        region.w,
+        region.h,
+        out_w,
+        out_h,
+    )
+}
+
+#[cfg(test)]
+#[path = "resize_tests.rs"]
+mod tests;
