@@ -115,7 +115,7 @@ async fn webgpu_finetuning_memory_stays_flat_over_500_steps() {
     use nepa::NepaClassifier;
     use nepa::bench::{seeded_backbone, synthetic_batch};
     use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
-    use nepa::train::smooth_one_hot;
+    use nepa::recipe::smooth_one_hot;
     use wasm_bindgen_test::console_log;
 
     ctors();
@@ -133,7 +133,7 @@ async fn webgpu_finetuning_memory_stays_flat_over_500_steps() {
     let autodiff = device.clone().autodiff();
     let pixels = Tensor::<4>::from_data(synthetic_batch(&config, 4, 1), &autodiff);
     let targets = Tensor::<2>::from_data(
-        TensorData::new(smooth_one_hot(&[0, 1, 0, 1], 2, 0.1), [4, 2]),
+        TensorData::new(smooth_one_hot(&[0, 1, 0, 1], 2, 0.1).unwrap(), [4, 2]),
         &autodiff,
     );
     let mut usage = vec![];

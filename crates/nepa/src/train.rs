@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 
 use burn::module::Param;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Gradients, Tensor, TensorData};
 
 use crate::checkpoint::{ExportTensor, ParamVisitor, Walkable};
@@ -510,7 +509,7 @@ pub fn finetune_step(
     policy: impl Fn(&str) -> Option<ParamGroup>,
 ) -> StepOutput<NepaClassifier> {
     let logits = model.forward(pixels, forward);
-    let loss = soft_cross_entropy(logits.clone(), targets);
+    let loss = crate::recipe::soft_target_cross_entropy(logits.clone(), targets);
     let grads = loss.backward();
     let (model, grad_norm) = optim.step(model, &grads, policy);
     StepOutput {
@@ -605,34 +604,16 @@ pub fn llrd_cosine_warmup(
     warmup_cosine(step, total, group_warmup, base_lr * factor, 0.0)
 }
 
-/// One-hot targets with label smoothing `smoothing` spread over all `classes` (timm's
-/// convention: off = ε/C, on = 1 − ε + ε/C), row-major `[labels.len(), classes]`.
-pub fn smooth_one_hot(labels: &[usize], classes: usize, smoothing: f64) -> Vec<f32> {
-    let off = (smoothing / classes as f64) as f32;
-    let on = (1.0 - smoothing) as f32 + off;
-    let mut target = vec![off; labels.len() * classes];
-    for (row, &label) in labels.iter().enumerate() {
-        assert!(
-            label < classes,
-            "label {label} out of range for {classes} classes"
-        );
-        target[row * classes + label] = on;
-    }
-    target
-}
-
-/// Cross-entropy against soft targets: mean over the batch of −Σ_c t_c · log softmax(x)_c.
-pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
-    (log_softmax(logits, 1) * targets).sum_dim(1).mean().neg()
-}
-
-/// Cross-entropy with label smoothing `smoothing` (0 = plain), mean over the batch.
+/// Cross-entropy with label smoothing `smoothing` (0 = plain), mean over the batch: the
+/// soft-target loss of [`crate::recipe`] against smoothed one-hot rows. Panics on a label
+/// outside the logits' classes.
 pub fn cross_entropy(logits: Tensor<2>, labels: &[usize], smoothing: f64) -> Tensor<1> {
     let [b, c] = logits.dims();
     assert_eq!(b, labels.len(), "one label per logit row");
-    let target = smooth_one_hot(labels, c, smoothing);
+    let target = crate::recipe::smooth_one_hot(labels, c, smoothing)
+        .unwrap_or_else(|e| panic!("{e}"));
     let target = Tensor::<2>::from_data(TensorData::new(target, [b, c]), &logits.device());
-    soft_cross_entropy(logits, target)
+    crate::recipe::soft_target_cross_entropy(logits, target)
 }
 
 /// Reads a tensor back as f32 values, asynchronously: the one way that works on every

@@ -12,7 +12,7 @@ use nepa::checkpoint::{
     load_classifier, to_safetensors,
 };
 use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
-use nepa::train::smooth_one_hot;
+use nepa::recipe::smooth_one_hot;
 use nepa::{ForwardOptions, LoadOptions, NepaClassifier, NepaConfig, NepaModel, SplitMix64};
 
 fn config() -> NepaConfig {
@@ -74,7 +74,7 @@ fn train(mode: FinetuneMode) -> (Finetuner, Vec<f32>, NepaModel) {
     let mut losses = vec![];
     for step in 0..30 {
         let (data, labels) = two_class_batch(8, step);
-        let targets = TensorData::new(smooth_one_hot(&labels, 2, 0.1), [8, 2]);
+        let targets = TensorData::new(smooth_one_hot(&labels, 2, 0.1).unwrap(), [8, 2]);
         let out = tuner.step(
             Tensor::from_data(data, &autodiff),
             Tensor::from_data(targets, &autodiff),

@@ -14,7 +14,9 @@ mod run;
 mod tuner;
 
 pub use crate::guard::StepOutcome;
-pub use run::{FinetuneRecord, FinetuneRun, evaluate};
+pub use run::{
+    FinetuneRecord, FinetuneRun, eval_pixels, evaluate, mixup_config, train_transform,
+};
 pub use tuner::Finetuner;
 
 use serde::{Deserialize, Serialize};

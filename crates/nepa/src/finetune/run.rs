@@ -3,18 +3,22 @@
 //! futures with `block_on`). Everything random is drawn from the run's seed and the step
 //! number, so the same data and settings give the same loss curve in both shells.
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{FinetuneSettings, Finetuner};
+use super::{FinetuneMode, FinetuneSettings, Finetuner};
 use crate::classifier::NepaClassifier;
 use crate::config::NepaConfig;
-use crate::data::{ImageSet, Sampler, build_batch, step_device_seed, step_rng};
+use crate::data::{ImageSet, Sampler, step_device_seed, step_rng};
 use crate::error::NepaError;
 use crate::guard::{DivergenceGuard, StepOutcome, StepVerdict};
-use crate::image::{Augment, RgbImage, augment_train, preprocess_eval};
+use crate::image::RgbImage;
 use crate::model::{ForwardOptions, NepaModel};
+use crate::recipe::{
+    EvalTransform, MixupConfig, ModelEma, RandAugment, RandomErasing, TrainTransform,
+};
 use crate::rng::SplitMix64;
-use crate::train::{argmax_rows, read_f32, read_scalar, smooth_one_hot};
+use crate::train::{argmax_rows, read_f32, read_scalar};
 
 /// One step's figures, read back from the device.
 #[derive(Clone, Debug)]
@@ -42,6 +46,10 @@ pub struct FinetuneRun {
     total_steps: usize,
     device: Device,
     guard: DivergenceGuard,
+    transform: TrainTransform,
+    mixup: MixupConfig,
+    /// The EMA of the weights (full and head-only modes).
+    ema: Option<ModelEma<NepaClassifier>>,
 }
 
 impl FinetuneRun {
@@ -81,7 +89,25 @@ impl FinetuneRun {
         // `from_backbone` makes attention bidirectional, as the official fine-tuning.
         model.vit_nepa = model.vit_nepa.set_causal(settings.causal);
         let tuner = Finetuner::new(model, &settings, total_steps);
+        if settings.mixes() && !sampler.batch_size().is_multiple_of(2) {
+            return Err(NepaError::Input(format!(
+                "Mixup/CutMix pair each image with another of its batch: the batch size must be \
+                 even, got {}",
+                sampler.batch_size()
+            )));
+        }
+        // LoRA keeps its adapters apart from the weights they adapt: there is no plain
+        // weight set to average until the end.
+        let ema = match (settings.ema_decay, settings.mode) {
+            (Some(decay), FinetuneMode::Full | FinetuneMode::HeadOnly) => {
+                Some(ModelEma::new(tuner.model(), decay)?)
+            }
+            _ => None,
+        };
         Ok(Self {
+            transform: train_transform(&settings),
+            mixup: mixup_config(&settings),
+            ema,
             tuner,
             train,
             labels,
@@ -128,32 +154,38 @@ impl FinetuneRun {
         self.guard.skipped()
     }
 
-    /// The training batch of `step`: pixels after the recipe's augmentation, soft targets,
-    /// the hard labels, and the step's generator (for the forward pass's own draws).
-    fn batch(&self, step: usize) -> (TensorData, TensorData, Vec<usize>, SplitMix64) {
+    /// The training batch of `step`: pixels after the recipe's augmentation and mixing,
+    /// soft targets, the hard labels, and the step's generator (for the forward pass's own
+    /// draws).
+    fn batch(
+        &self,
+        step: usize,
+    ) -> Result<(TensorData, TensorData, Vec<usize>, SplitMix64), NepaError> {
         let mut rng = step_rng(self.settings.seed, step);
         let indices = self.sampler.batch_indices(step);
         let labels: Vec<usize> = indices.iter().map(|&i| self.labels[i]).collect();
-        let images: Vec<&RgbImage> = indices.iter().map(|&i| &self.train.images[i]).collect();
-        let augment = Augment {
-            scale: (self.settings.crop_min_scale, 1.0),
-            ..Augment::default()
-        };
-        let pixels = build_batch(&images, self.config.image_size, |image, h, w| {
-            augment_train(image, h, w, &augment, &mut rng)
-        });
+        let [h, w] = self.config.image_size;
+        let mut values = Vec::with_capacity(indices.len() * 3 * h * w);
+        for &i in &indices {
+            values.extend(self.transform.apply(&self.train.images[i], h, w, &mut rng)?);
+        }
         let classes = self.train.classes.len();
-        let targets = TensorData::new(
-            smooth_one_hot(&labels, classes, self.settings.label_smoothing),
-            [labels.len(), classes],
-        );
-        (pixels, targets, labels, rng)
+        let shape = [indices.len(), 3, h, w];
+        let mixed = self
+            .mixup
+            .apply(&mut values, shape, &labels, classes, &mut rng)?;
+        Ok((
+            TensorData::new(values, shape),
+            TensorData::new(mixed.targets, [labels.len(), classes]),
+            labels,
+            rng,
+        ))
     }
 
     /// Takes the next step and reads its loss, gradient norm and logits back.
     pub async fn step(&mut self) -> Result<FinetuneRecord, NepaError> {
         let step = self.tuner.step;
-        let (pixels, targets, labels, mut rng) = self.batch(step);
+        let (pixels, targets, labels, mut rng) = self.batch(step)?;
         let forward = ForwardOptions::train(&self.config, &mut rng);
         // Drop-path masks come from the device generator: seed it per step so a run repeats.
         self.device.seed(step_device_seed(self.settings.seed, step));
@@ -178,7 +210,12 @@ impl FinetuneRun {
             .filter(|(p, l)| p == l)
             .count();
         let outcome = match self.guard.check(step, loss, grad_norm) {
-            StepVerdict::Apply => StepOutcome::Applied,
+            StepVerdict::Apply => {
+                if let Some(ema) = &mut self.ema {
+                    ema.update(self.tuner.model())?;
+                }
+                StepOutcome::Applied
+            }
             StepVerdict::Skip if self.tuner.undo_last_step() => StepOutcome::Skipped,
             StepVerdict::Skip => {
                 // LoRA's optimizer moments cannot be rolled back: going on would not be
@@ -208,6 +245,46 @@ impl FinetuneRun {
     pub fn model(&self) -> NepaClassifier {
         self.tuner.export()
     }
+
+    /// The EMA of the weights, when the run keeps one, for inference and saving.
+    pub fn ema_model(&self) -> Option<NepaClassifier> {
+        self.ema.as_ref().map(|ema| ema.model().clone().valid())
+    }
+}
+
+/// The recipe's per-image training augmentation (docs/nepa.md §5): RandomResizedCrop
+/// (bicubic) + flip, then RandAugment and RandomErasing where the settings turn them on.
+pub fn train_transform(settings: &FinetuneSettings) -> TrainTransform {
+    TrainTransform {
+        scale: (settings.crop_min_scale, 1.0),
+        randaug: settings.randaug.then(RandAugment::official),
+        erasing: (settings.erasing > 0.0).then(|| RandomErasing {
+            probability: settings.erasing,
+            ..RandomErasing::official()
+        }),
+        ..TrainTransform::official()
+    }
+}
+
+/// Mixup/CutMix and label smoothing as the settings say (α 0 turns each off).
+pub fn mixup_config(settings: &FinetuneSettings) -> MixupConfig {
+    let mixes = settings.mixes();
+    MixupConfig {
+        mixup_alpha: settings.mixup,
+        cutmix_alpha: settings.cutmix,
+        prob: if mixes { 1.0 } else { 0.0 },
+        switch_prob: settings.mix_switch_prob,
+        label_smoothing: settings.label_smoothing,
+        ..MixupConfig::official()
+    }
+}
+
+/// A classifier's input for one image: the evaluation transform of the recipe (resize the
+/// shorter side to size / 0.875, bicubic, centre crop), as the official evaluation. Used by
+/// [`evaluate`], `nepa eval` and the page's classification.
+pub fn eval_pixels(config: &NepaConfig, image: &RgbImage) -> Result<Vec<f32>, NepaError> {
+    let [h, w] = config.image_size;
+    EvalTransform::new(h, w).apply(image)
 }
 
 /// Top-1 accuracy of `model` on the labelled `data`, in batches of `batch`, with the
@@ -227,8 +304,12 @@ pub async fn evaluate(
     let mut correct = 0usize;
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch.max(1)) {
-        let images: Vec<&RgbImage> = chunk.iter().map(|&i| &data.images[i]).collect();
-        let pixels = build_batch(&images, config.image_size, preprocess_eval);
+        let [h, w] = config.image_size;
+        let mut values = Vec::with_capacity(chunk.len() * 3 * h * w);
+        for &i in chunk {
+            values.extend(eval_pixels(config, &data.images[i])?);
+        }
+        let pixels = TensorData::new(values, [chunk.len(), 3, h, w]);
         let logits = model.forward(Tensor::from_data(pixels, device), &ForwardOptions::eval());
         let values = read_f32(logits).await?;
         correct += argmax_rows(&values, classes)

@@ -18,9 +18,9 @@ use super::{FinetuneMode, FinetuneSettings};
 use crate::classifier::NepaClassifier;
 use crate::model::ForwardOptions;
 use crate::train::{
-    AdamW, AdamWConfig, FinetuneSchedule, StepOutput, finetune_step, soft_cross_entropy,
-    warmup_cosine,
+    AdamW, AdamWConfig, FinetuneSchedule, StepOutput, finetune_step, warmup_cosine,
 };
+use crate::recipe::soft_target_cross_entropy;
 
 enum Optimizer {
     /// Full and head-only: this crate's AdamW with per-parameter groups. Cloning it is
@@ -142,7 +142,7 @@ impl Finetuner {
             Optimizer::Lora(optim) => {
                 self.previous = Some((model.clone(), None));
                 let logits = model.forward(pixels, forward);
-                let loss = soft_cross_entropy(logits.clone(), targets);
+                let loss = soft_target_cross_entropy(logits.clone(), targets);
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 StepOutput {
                     model: optim.step(lr, model, grads),

@@ -120,12 +120,22 @@ impl MixupConfig {
                 labels.len()
             )));
         }
+        let smoothed = smooth_one_hot(labels, num_classes, self.label_smoothing)?;
+        let off = self.prob <= 0.0 || (self.mixup_alpha <= 0.0 && self.cutmix_alpha <= 0.0);
+        if off {
+            // Nothing to pair: any batch size works, and no draw is taken.
+            return Ok(MixedTargets {
+                targets: smoothed,
+                lam: 1.0,
+                kind: Mix::None,
+                bbox: None,
+            });
+        }
         if b % 2 != 0 {
             return Err(NepaError::Input(format!(
                 "mixup needs an even batch size, got {b}"
             )));
         }
-        let smoothed = smooth_one_hot(labels, num_classes, self.label_smoothing)?;
         let (mut lam, mut kind) = self.draw(rng);
         let mut bbox = None;
         let image = c * h * w;
