@@ -2,7 +2,11 @@
 
 use std::rc::Rc;
 
+use burn::module::Module;
+use nepa::StepOutcome;
+use nepa::data::ImageSet;
 use nepa::image::{RgbImage, decode_with_warnings};
+use nepa::pretrain::Pretrainer;
 use nepa::viz::{Analysis, analyse, display_scale};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
@@ -11,7 +15,7 @@ use yew::prelude::*;
 
 use crate::compare_page::ComparePage;
 use crate::download::{self, Cancel, fetch_bytes, fetch_with_progress};
-use crate::engine::{Adaptation, DEMO_CHECKPOINT, LoadedModel, load_checkpoint, untrained_model};
+use crate::engine::{DEMO_CHECKPOINT, LoadedModel, load_checkpoint, untrained_model};
 use crate::finetune_page::FinetunePage;
 use crate::gpu::{self, ComputeDevice, init_device};
 use crate::platform;
@@ -630,38 +634,50 @@ async fn adapt(
     images: Vec<Rc<Upload>>,
     steps: usize,
 ) {
-    const BATCH: usize = 8;
     const REFRESH_EVERY: usize = 5;
-    // The demo model's peak pretraining rate: a few steps visibly move the maps.
-    const ADAPT_LR: f64 = 1e-3;
     if images.is_empty() {
         dispatch.dispatch(Action::Error("add images to the gallery first".into()));
         return;
     }
     dispatch.dispatch(Action::Adapt(Some("adapting: starting…".into()), true));
-    let mut session = Adaptation::new(&model.model);
-    let mut first_loss = None;
-    for step in 0..steps {
-        // Cycle through the gallery so every image is seen, BATCH crops per step.
-        let batch: Vec<&RgbImage> = (0..BATCH)
-            .map(|i| &images[(step * BATCH + i) % images.len()].image)
-            .collect();
-        let loss = match session
-            .step(&batch, &model.config, &device.device, ADAPT_LR)
-            .await
-        {
-            Ok(loss) => loss,
+    let gallery = ImageSet {
+        images: images.iter().map(|u| u.image.clone()).collect(),
+        source: "the gallery".into(),
+        ..ImageSet::default()
+    };
+    let autodiff = device.device.clone().autodiff();
+    // The crate's pretraining loop, as `nepa pretrain` runs it, with the adaptation preset.
+    let (mut trainer, sampler) =
+        match Pretrainer::adaptation(&model.model, &model.config, gallery.len(), &autodiff) {
+            Ok(started) => started,
             Err(e) => {
-                dispatch.dispatch(Action::Error(e));
+                dispatch.dispatch(Action::Error(e.to_string()));
                 dispatch.dispatch(Action::Adapt(None, false));
                 return;
             }
         };
+    let batch = sampler.batch_size();
+    let mut first_loss = None;
+    for step in 0..steps {
+        let record = match trainer.step(&gallery, &sampler).await {
+            Ok(record) => record,
+            Err(e) => {
+                dispatch.dispatch(Action::Error(e.to_string()));
+                dispatch.dispatch(Action::Adapt(None, false));
+                return;
+            }
+        };
+        if let StepOutcome::Diverged(message) = &record.outcome {
+            dispatch.dispatch(Action::Error(format!("adapting stopped: {message}")));
+            dispatch.dispatch(Action::Adapt(None, false));
+            return;
+        }
+        let loss = record.loss;
         let first = *first_loss.get_or_insert(loss);
         let done = step + 1;
         if done % REFRESH_EVERY == 0 || done == steps {
             let adapted = LoadedModel {
-                model: session.model(),
+                model: trainer.model().valid(),
                 config: model.config.clone(),
                 label: format!("{} + adapted {done} NEPA steps on your images", model.label),
                 trained: model.trained,
@@ -672,7 +688,7 @@ async fn adapt(
         }
         dispatch.dispatch(Action::Adapt(
             Some(format!(
-                "adapted {done}/{steps} steps · NEPA loss {first:.3} → {loss:.3} (batches of {BATCH} random crops)"
+                "adapted {done}/{steps} steps · NEPA loss {first:.3} → {loss:.3} (batches of {batch} random crops)"
             )),
             done < steps,
         ));

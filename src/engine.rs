@@ -1,18 +1,13 @@
-//! The model side of the page, without UI: loading a checkpoint, preprocessing images,
-//! classifying and adapting, reading everything back asynchronously (sync reads panic on
-//! WebGPU). The Explore tab's analysis is `nepa::viz::analyse`, shared with the CLI.
+//! The page's models: the bundled demo checkpoint, a checkpoint from a file or URL, or the
+//! random fallback, and how to load each again on another device. Everything that runs a
+//! model is the crate's: the Explore tab's analysis (`nepa::viz::analyse`), fine-tuning
+//! (`nepa::finetune`) and "adapt to my images" (`nepa::pretrain`), shared with the CLI.
 
 use std::rc::Rc;
 
-use burn::module::Module;
-use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use nepa::checkpoint::{infer_config, load_backbone};
-use nepa::image::{Augment, RgbImage, augment_train, preprocess_eval};
-use nepa::train::{AdamW, AdamWConfig, pretrain_step};
-use nepa::{
-    ForwardOptions, LoadOptions, LossOptions, NepaClassifier, NepaConfig, NepaModel, SplitMix64,
-};
+use nepa::{LoadOptions, NepaConfig, NepaModel};
 
 /// The bundled demo checkpoint (static/, see scripts/make-demo-checkpoint.sh).
 pub const DEMO_CHECKPOINT: &str = "nepa-demo.safetensors";
@@ -89,116 +84,4 @@ pub fn load_checkpoint(
         source: Some(bytes),
         name: name.to_string(),
     })
-}
-
-/// Model inputs for `images` (docs/nepa.md §7.2 eval resize, or the training augmentation when an
-/// rng is given), as one `[B, 3, H, W]` batch.
-pub fn batch_pixels(
-    images: &[&RgbImage],
-    config: &NepaConfig,
-    augment: Option<&mut SplitMix64>,
-) -> TensorData {
-    let [h, w] = config.image_size;
-    let mut values = Vec::with_capacity(images.len() * 3 * h * w);
-    match augment {
-        Some(rng) => {
-            // Milder crops than ImageNet's 0.08: a few user images carry little redundancy.
-            let aug = Augment {
-                scale: (0.35, 1.0),
-                ..Augment::default()
-            };
-            for image in images {
-                values.extend(augment_train(image, h, w, &aug, rng));
-            }
-        }
-        None => {
-            for image in images {
-                values.extend(preprocess_eval(image, h, w));
-            }
-        }
-    }
-    TensorData::new(values, [images.len(), 3, h, w])
-}
-
-/// Reads a tensor back asynchronously as f32 values.
-pub async fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, String> {
-    tensor
-        .into_data_async()
-        .await
-        .map_err(|e| format!("reading from the device failed: {e:?}"))?
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))
-}
-
-/// Class probabilities of `image` under a (plain, eval-mode) classifier.
-pub async fn classify(
-    model: &NepaClassifier,
-    config: &NepaConfig,
-    image: &RgbImage,
-    device: &Device,
-) -> Result<Vec<f32>, String> {
-    let pixels = Tensor::from_data(batch_pixels(&[image], config, None), device);
-    let logits = model.forward(pixels, &ForwardOptions::eval());
-    read(softmax(logits, 1)).await
-}
-
-/// "Adapt to my images": NEPA pretraining continued on the user's unlabelled images.
-pub struct Adaptation {
-    model: Option<NepaModel>,
-    optim: AdamW,
-    rng: SplitMix64,
-    pub steps: usize,
-    pub losses: Vec<f32>,
-}
-
-impl Adaptation {
-    pub fn new(model: &NepaModel) -> Self {
-        Self {
-            model: Some(model.clone().train()),
-            optim: AdamW::new(AdamWConfig::default()),
-            rng: SplitMix64::new(0x0041_4441_5054), // "ADAPT"
-            steps: 0,
-            losses: vec![],
-        }
-    }
-
-    /// One step on a batch of augmented crops of `images`; returns the loss.
-    pub async fn step(
-        &mut self,
-        images: &[&RgbImage],
-        config: &NepaConfig,
-        device: &Device,
-        lr: f64,
-    ) -> Result<f32, String> {
-        let batch = batch_pixels(images, config, Some(&mut self.rng));
-        let pixels = Tensor::from_data(batch, &device.clone().autodiff());
-        let model = self.model.take().expect("the model is always put back");
-        let out = pretrain_step(
-            model,
-            &mut self.optim,
-            pixels,
-            lr,
-            0.05,
-            &ForwardOptions::eval(),
-            LossOptions::default(),
-        );
-        self.model = Some(out.model);
-        let loss = read(out.loss)
-            .await?
-            .first()
-            .copied()
-            .ok_or("the loss could not be read back from the device")?;
-        self.steps += 1;
-        self.losses.push(loss);
-        Ok(loss)
-    }
-
-    /// The adapted backbone for inference.
-    pub fn model(&self) -> NepaModel {
-        self.model
-            .as_ref()
-            .expect("the model is always put back")
-            .valid()
-    }
 }

@@ -6,16 +6,14 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use burn::tensor::Tensor;
 use nepa::checkpoint::{
     classes_from_metadata, classifier_tensors, classifier_to_safetensors_async, infer_config,
     load_classifier,
 };
-use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
-use nepa::guard::DivergenceGuard;
-use nepa::image::{RgbImage, decode};
-use nepa::train::argmax_rows;
-use nepa::{LoadOptions, NepaClassifier, NepaConfig, NepaError, SplitMix64, StepVerdict};
+use nepa::data::ImageSet;
+use nepa::finetune::{FinetuneMode, FinetuneRun, FinetuneSettings, class_probabilities, evaluate};
+use nepa::image::decode;
+use nepa::{LoadOptions, NepaClassifier, NepaConfig, NepaError, StepOutcome};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::HtmlInputElement;
 use web_time::Instant;
@@ -24,7 +22,7 @@ use yew::prelude::*;
 use crate::app::{Upload, decode_upload, file_bytes, take_input_files};
 use crate::chart::{Chart, Series};
 use crate::download::fetch_bytes;
-use crate::engine::{LoadedModel, batch_pixels, classify, read};
+use crate::engine::LoadedModel;
 use crate::gpu::ComputeDevice;
 use crate::platform;
 use crate::views::Thumbnail;
@@ -255,27 +253,24 @@ async fn restore(device: &ComputeDevice) -> Result<Option<Trained>, String> {
     }))
 }
 
-/// Splits each class into training images and every fifth image held out (classes with at
-/// least five images), as `(image, label)` lists.
-#[allow(clippy::type_complexity)]
-fn split(classes: &[ClassData]) -> (Vec<(Rc<Upload>, usize)>, Vec<(Rc<Upload>, usize)>) {
-    let (mut train, mut held_out) = (vec![], vec![]);
-    for (label, class) in classes.iter().enumerate() {
-        for (i, image) in class.images.iter().enumerate() {
-            if class.images.len() >= 5 && i % 5 == 4 {
-                held_out.push((image.clone(), label));
-            } else {
-                train.push((image.clone(), label));
-            }
-        }
-    }
-    (train, held_out)
+/// The share of each run's images held out for the accuracy shown afterwards (a seeded
+/// split, the crate's, as `nepa finetune --val-fraction 0.2`).
+const HELD_OUT_FRACTION: f64 = 0.2;
+
+/// The classes as the crate's labelled image set (label i = class i).
+fn image_set(classes: &[ClassData]) -> Result<ImageSet, String> {
+    let pairs = classes
+        .iter()
+        .enumerate()
+        .flat_map(|(label, class)| class.images.iter().map(move |u| (u.image.clone(), label)))
+        .collect();
+    let names = classes.iter().map(|c| c.name.clone()).collect();
+    ImageSet::labelled(pairs, names, "your images").map_err(|e| e.to_string())
 }
 
 struct TrainRequest {
     classes: Vec<ClassData>,
     settings: FinetuneSettings,
-    batch: usize,
 }
 
 /// How a training run ended.
@@ -283,10 +278,30 @@ enum Ending {
     Completed,
     /// The user pressed Stop.
     Stopped,
-    /// A step's loss or gradient norm was not finite: the guard's message.
+    /// A step's loss or gradient norm was not finite: the driver's message.
     Diverged(String),
 }
 
+/// Waits while paused; returns whether the user pressed Stop.
+async fn wait_unless_stopped(
+    control: &Control,
+    progress: &mut Progress,
+    dispatch: &UseReducerDispatcher<PageState>,
+) -> bool {
+    // Lets the page paint (the progress bar, Pause and Stop enabled) and handle a click
+    // before each step's work: Stop right after Train stops before step 1.
+    platform::sleep(0).await;
+    while control.paused.get() && !control.stop.get() {
+        progress.paused = true;
+        dispatch.dispatch(Msg::Progress(progress.clone()));
+        platform::sleep(100).await;
+    }
+    progress.paused = false;
+    control.stop.get()
+}
+
+/// Trains with the crate's fine-tuning driver (`nepa::finetune::FinetuneRun`, the one `nepa
+/// finetune` runs), step by step, yielding to the browser between steps.
 async fn train(
     dispatch: UseReducerDispatcher<PageState>,
     device: Rc<ComputeDevice>,
@@ -294,86 +309,46 @@ async fn train(
     request: TrainRequest,
     control: Rc<Control>,
 ) -> Result<(), String> {
-    let TrainRequest {
-        classes,
-        settings,
-        batch,
-    } = request;
-    let (train_set, held_out) = split(&classes);
-    if train_set.is_empty() {
-        return Err("add images to the classes first".into());
-    }
-    let total = settings.total_steps;
+    let TrainRequest { classes, settings } = request;
+    let all = image_set(&classes)?;
+    let fraction = if all.len() >= 10 {
+        HELD_OUT_FRACTION
+    } else {
+        0.0
+    };
+    let (train_set, held_out) = all
+        .split_validation(fraction, settings.seed)
+        .map_err(|e| e.to_string())?;
+    let batch = settings.batch_size.min(train_set.len());
     let mode = settings.mode;
-    let mut tuner = Finetuner::new(base.model.clone(), classes.len(), settings, &device.device);
     let autodiff = device.device.clone().autodiff();
-    let mut rng = SplitMix64::new(0x0054_5241_494E); // "TRAIN"
+    let mut run = FinetuneRun::new(
+        base.model.clone(),
+        &base.config,
+        train_set,
+        settings,
+        &autodiff,
+    )
+    .map_err(|e| e.to_string())?;
+    let total = run.total_steps();
     let mut progress = Progress {
         total,
         running: true,
         ..Progress::default()
     };
-    // One non-finite step stops the run: the page has no way to roll back the optimizer's
-    // moments, so going on after an undone step would not be the same run.
-    let mut guard = DivergenceGuard::new(1);
     let mut ending = Ending::Completed;
     let mut step_seconds = vec![];
-    for step in 0..total {
-        // Lets the page paint (the progress bar, Pause and Stop enabled) and handle a click
-        // before each step's synchronous work: Stop right after Train stops before step 1.
-        platform::sleep(0).await;
-        while control.paused.get() && !control.stop.get() {
-            progress.paused = true;
-            dispatch.dispatch(Msg::Progress(progress.clone()));
-            platform::sleep(100).await;
-        }
-        progress.paused = false;
-        if control.stop.get() {
+    while !run.is_done() {
+        if wait_unless_stopped(&control, &mut progress, &dispatch).await {
             ending = Ending::Stopped;
             break;
         }
         let start = Instant::now();
-        let picks: Vec<&(Rc<Upload>, usize)> = (0..batch)
-            .filter_map(|_| train_set.get(rng.below(train_set.len())))
-            .collect();
-        let images: Vec<&RgbImage> = picks.iter().map(|(u, _)| &u.image).collect();
-        let labels: Vec<usize> = picks.iter().map(|(_, l)| *l).collect();
-        let pixels = Tensor::from_data(
-            batch_pixels(&images, &base.config, Some(&mut rng)),
-            &autodiff,
-        );
-        let out = tuner.step(pixels, &labels);
-        // A missing value reads as NaN: the guard then stops the run rather than the page.
-        let loss = read(out.loss).await?.first().copied().unwrap_or(f32::NAN);
-        let grad_norm = match out.grad_norm {
-            Some(g) => Some(read(g).await?.first().copied().unwrap_or(f32::NAN)),
-            None => None,
-        };
-        match guard.check(step, loss, grad_norm) {
-            StepVerdict::Apply => {}
-            verdict => {
-                tuner.discard_last_step();
-                ending = Ending::Diverged(match verdict {
-                    StepVerdict::Stop(message) => message,
-                    _ => format!(
-                        "training diverged at step {}: loss {loss}; the weights from before it \
-                         are kept. Try a lower learning rate.",
-                        step + 1
-                    ),
-                });
-                break;
-            }
+        let record = run.step().await.map_err(|e| e.to_string())?;
+        if let StepOutcome::Diverged(message) = record.outcome {
+            ending = Ending::Diverged(message);
+            break;
         }
-        let logits = match out.logits {
-            Some(l) => read(l).await?,
-            None => vec![],
-        };
-        let predicted = argmax_rows(&logits, classes.len());
-        let correct = predicted
-            .iter()
-            .zip(&labels)
-            .filter(|(p, l)| p == l)
-            .count();
         step_seconds.push(start.elapsed().as_secs_f64());
         // The first step compiles shaders: leave it out of the rate.
         let warm = step_seconds
@@ -381,13 +356,11 @@ async fn train(
             .filter(|w| !w.is_empty())
             .unwrap_or(step_seconds.as_slice());
         let mean = warm.iter().sum::<f64>() / warm.len().max(1) as f64;
-        progress.step = step + 1;
-        progress.losses.push(loss as f64);
-        progress
-            .batch_accuracy
-            .push(correct as f64 / labels.len().max(1) as f64);
+        progress.step = record.step + 1;
+        progress.losses.push(record.loss as f64);
+        progress.batch_accuracy.push(record.batch_accuracy);
         progress.images_per_sec = Some(batch as f64 / mean);
-        progress.eta_s = Some(mean * (total - step - 1) as f64);
+        progress.eta_s = Some(mean * (total - record.step - 1) as f64);
         if let Some(m) = device.device.memory_pool_usage() {
             progress.memory.push((m.bytes_in_use, m.bytes_reserved));
         }
@@ -412,9 +385,9 @@ async fn train(
     }
     dispatch.dispatch(Msg::Message(Some("evaluating and saving…".into())));
 
-    let model = tuner.export();
-    let config = base.config.clone().with_causal(false);
-    let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+    let model = run.model();
+    let config = run.config().clone();
+    let names: Vec<String> = run.classes().to_vec();
     // Refuses non-finite weights: such a model is neither kept nor stored.
     let bytes =
         match classifier_to_safetensors_async(&classifier_tensors(&model), &config, &names).await {
@@ -432,18 +405,17 @@ async fn train(
             }
             Err(e) => return Err(e.to_string()),
         };
-    let mut held_out_correct = 0;
-    for (upload, label) in &held_out {
-        let probs = classify(&model, &config, &upload.image, &device.device).await?;
-        held_out_correct += usize::from(argmax_rows(&probs, classes.len()).first() == Some(label));
-    }
+    let held_out_accuracy = evaluate(&model, &config, &held_out, 16, &device.device)
+        .await
+        .map_err(|e| e.to_string())?;
     let accuracy = if held_out.is_empty() {
-        "no held-out images (a class needs 5+)".to_string()
+        "no held-out images (10+ images needed)".to_string()
     } else {
+        let n = held_out.len();
+        let correct = (held_out_accuracy * n as f64).round() as usize;
         format!(
-            "held-out accuracy {:.1}% ({held_out_correct}/{})",
-            100.0 * held_out_correct as f64 / held_out.len() as f64,
-            held_out.len()
+            "held-out accuracy {:.1}% ({correct}/{n})",
+            100.0 * held_out_accuracy
         )
     };
     let mut summary = format!(
@@ -577,22 +549,20 @@ pub fn finetune_page(props: &FinetuneProps) -> Html {
             }
             let fresh = Rc::new(Control::default());
             *control.borrow_mut() = fresh.clone();
-            let mut settings = FinetuneSettings {
-                mode,
-                total_steps: steps,
-                warmup_steps: (steps / 10).clamp(1, 5),
-                ..FinetuneSettings::default()
-            };
+            // The page's preset lives in the crate (`nepa finetune` can ask for the same).
+            let mut lr = 1e-3;
             // Test hook: `window.nepaFinetuneOverrides = {lr}` sets both peak rates (the
             // end-to-end test makes a run diverge with an absurd one).
-            if let Some(lr) = platform::hook_number("nepaFinetuneOverrides", "lr") {
-                settings.base_lr = lr;
-                settings.head_lr = lr;
+            if let Some(hook) = platform::hook_number("nepaFinetuneOverrides", "lr") {
+                lr = hook;
             }
+            let mut settings = FinetuneSettings::quick(mode, steps, batch, lr);
+            // One non-finite step stops the run: LoRA's optimizer moments cannot be rolled
+            // back, and a page run is short enough to start again.
+            settings.max_bad_steps = 1;
             let request = TrainRequest {
                 classes: classes.clone(),
                 settings,
-                batch,
             };
             let (dispatch, device, model) = (dispatch.clone(), device.clone(), model.clone());
             dispatch.dispatch(Msg::Message(None));
@@ -638,7 +608,7 @@ pub fn finetune_page(props: &FinetuneProps) -> Html {
                 }
                 let mut out = vec![];
                 for upload in images {
-                    match classify(
+                    match class_probabilities(
                         &trained.model,
                         &trained.config,
                         &upload.image,
@@ -647,7 +617,7 @@ pub fn finetune_page(props: &FinetuneProps) -> Html {
                     .await
                     {
                         Ok(p) => out.push((upload.name.clone(), p)),
-                        Err(e) => dispatch.dispatch(Msg::Error(e)),
+                        Err(e) => dispatch.dispatch(Msg::Error(e.to_string())),
                     }
                 }
                 dispatch.dispatch(Msg::Predictions(out));

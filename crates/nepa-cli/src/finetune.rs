@@ -121,9 +121,10 @@ pub struct RecipeArgs {
     pub ema_decay: Option<f64>,
     #[arg(long)]
     pub crop_min_scale: Option<f64>,
-    /// Learnable QK-norm weights during fine-tuning.
+    /// Learnable QK-norm weights during fine-tuning, initialised to 1 (default: on, as the
+    /// official base fine-tuning).
     #[arg(long)]
-    pub qk_affine: Option<bool>,
+    pub affine_qk_norm: Option<bool>,
     /// Train the patch-embedding conv too (the official recipe freezes it).
     #[arg(long)]
     pub train_patch_embed: bool,
@@ -174,7 +175,7 @@ impl RecipeArgs {
         set(&mut s.erasing, self.erasing);
         set(&mut s.crop_min_scale, self.crop_min_scale);
         s.randaug = self.randaug.unwrap_or(s.randaug);
-        s.qk_norm_affine = self.qk_affine.unwrap_or(s.qk_norm_affine);
+        s.qk_norm_affine = self.affine_qk_norm.unwrap_or(s.qk_norm_affine);
         if let Some(d) = self.ema_decay {
             s.ema_decay = (d > 0.0).then_some(d);
         }
@@ -311,26 +312,49 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             let epoch = step.div_ceil(per_epoch);
             let model = run.model();
             let val_acc = block_on(evaluate(&model, &run_config, &val, 64, &inference))?;
-            metrics.log(json!({ "epoch": epoch, "step": step, "val_accuracy": val_acc }))?;
+            // With an EMA, the official recipe keeps the best checkpoint by EMA accuracy.
+            let ema = run.ema_model();
+            let ema_acc = match &ema {
+                Some(ema) => Some(block_on(evaluate(ema, &run_config, &val, 64, &inference))?),
+                None => None,
+            };
+            metrics.log(
+                json!({ "epoch": epoch, "step": step, "val_accuracy": val_acc,
+                                "val_accuracy_ema": ema_acc }),
+            )?;
+            let ema_note = ema_acc.map_or(String::new(), |a| format!(" (EMA {:.2}%)", 100.0 * a));
             progress.println(format!(
-                "epoch {epoch}: loss {:.4}, validation accuracy {:.2}%",
+                "epoch {epoch}: loss {:.4}, validation accuracy {:.2}%{ema_note}",
                 record.loss,
                 100.0 * val_acc
             ));
-            if n_val > 0 && val_acc >= best.0 {
-                best = (val_acc, epoch);
-                save("best", &model, step)?;
+            let (judged, judged_acc) = match (ema, ema_acc) {
+                (Some(ema), Some(acc)) => (ema, acc),
+                _ => (model, val_acc),
+            };
+            if n_val > 0 && judged_acc >= best.0 {
+                best = (judged_acc, epoch);
+                save("best", &judged, step)?;
             }
         }
     }
     progress.finish();
+    if let Some(ema) = run.ema_model() {
+        let path = save("classifier-ema", &ema, total)?;
+        println!("saved the EMA of the weights as {}", path.display());
+    }
     let path = save("classifier", &run.model(), total)?;
     if n_val > 0 {
         println!(
-            "saved {} (best validation accuracy {:.2}% at epoch {}, saved as best.safetensors)",
+            "saved {} (best validation accuracy {:.2}% at epoch {}{}, saved as best.safetensors)",
             path.display(),
             100.0 * best.0,
-            best.1
+            best.1,
+            if run.ema_model().is_some() {
+                ", EMA"
+            } else {
+                ""
+            },
         );
     } else {
         println!("saved {}", path.display());

@@ -103,6 +103,34 @@ impl Pretrainer {
         }
     }
 
+    /// "Adapt to my images" (the page): NEPA pretraining continued on `n` unlabelled images
+    /// from `model`, at the demo model's peak rate 1e-3 held constant (a few steps visibly
+    /// move the maps), weight decay 0.05, crops of 35–100 % of the image (a few user images
+    /// carry little redundancy), batches of up to 8. Returns the trainer and its sampler.
+    pub fn adaptation(
+        model: &NepaModel,
+        config: &NepaConfig,
+        n: usize,
+        device: &Device,
+    ) -> Result<(Self, Sampler), NepaError> {
+        const BATCH: usize = 8;
+        let seed = 0x0041_4441_5054; // "ADAPT"
+        let sampler = Sampler::new(n, BATCH.min(n), seed)?;
+        let options = PretrainOptions {
+            schedule: PretrainSchedule::constant(1e-3, 0.05),
+            loss: LossOptions::default(),
+            augment: Augment {
+                scale: (0.35, 1.0),
+                ..Augment::default()
+            },
+            seed,
+            max_bad_steps: 1,
+        };
+        let optim = AdamW::new(crate::train::AdamWConfig::default());
+        let trainer = Self::new(model.clone(), config, optim, options, 0, device);
+        Ok((trainer, sampler))
+    }
+
     pub fn lr(&self) -> f64 {
         self.options.schedule.lr(self.step)
     }

@@ -610,8 +610,8 @@ pub fn llrd_cosine_warmup(
 pub fn cross_entropy(logits: Tensor<2>, labels: &[usize], smoothing: f64) -> Tensor<1> {
     let [b, c] = logits.dims();
     assert_eq!(b, labels.len(), "one label per logit row");
-    let target = crate::recipe::smooth_one_hot(labels, c, smoothing)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let target =
+        crate::recipe::smooth_one_hot(labels, c, smoothing).unwrap_or_else(|e| panic!("{e}"));
     let target = Tensor::<2>::from_data(TensorData::new(target, [b, c]), &logits.device());
     crate::recipe::soft_target_cross_entropy(logits, target)
 }

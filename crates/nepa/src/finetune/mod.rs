@@ -15,7 +15,8 @@ mod tuner;
 
 pub use crate::guard::StepOutcome;
 pub use run::{
-    FinetuneRecord, FinetuneRun, eval_pixels, evaluate, mixup_config, train_transform,
+    FinetuneRecord, FinetuneRun, class_probabilities, eval_pixels, evaluate, mixup_config,
+    train_transform,
 };
 pub use tuner::Finetuner;
 
@@ -156,6 +157,25 @@ impl FinetuneSettings {
             crop_min_scale: 0.35,
             seed: 0,
             ..Self::official()
+        }
+    }
+
+    /// A short run on a few dozen images (the page's Fine-tune tab): `steps` steps of
+    /// `batch` images at peak rate `lr` for the body (or the LoRA adapters) and the head,
+    /// warmup over 10 % of the steps, and no EMA (over a few dozen steps an average would
+    /// stay close to the start). The rest as [`FinetuneSettings::small_data`]. `nepa
+    /// finetune --recipe small-data --mode M --steps N --batch-size B --lr LR --head-lr LR
+    /// --warmup-ratio 0.1 --ema-decay 0` gives the same settings.
+    pub fn quick(mode: FinetuneMode, steps: usize, batch: usize, lr: f64) -> Self {
+        Self {
+            mode,
+            steps: Some(steps),
+            batch_size: batch,
+            blr: lr * 256.0 / batch.max(1) as f64,
+            head_lr: lr,
+            warmup_ratio: 0.1,
+            ema_decay: None,
+            ..Self::small_data()
         }
     }
 

@@ -167,7 +167,10 @@ impl FinetuneRun {
         let [h, w] = self.config.image_size;
         let mut values = Vec::with_capacity(indices.len() * 3 * h * w);
         for &i in &indices {
-            values.extend(self.transform.apply(&self.train.images[i], h, w, &mut rng)?);
+            values.extend(
+                self.transform
+                    .apply(&self.train.images[i], h, w, &mut rng)?,
+            );
         }
         let classes = self.train.classes.len();
         let shape = [indices.len(), 3, h, w];
@@ -319,4 +322,18 @@ pub async fn evaluate(
             .count();
     }
     Ok(correct as f64 / data.len() as f64)
+}
+
+/// Class probabilities of one image under a plain (eval-mode) classifier, with the
+/// evaluation transform: what the page shows for a new image.
+pub async fn class_probabilities(
+    model: &NepaClassifier,
+    config: &NepaConfig,
+    image: &RgbImage,
+    device: &Device,
+) -> Result<Vec<f32>, NepaError> {
+    let [h, w] = config.image_size;
+    let pixels = TensorData::new(eval_pixels(config, image)?, [1, 3, h, w]);
+    let logits = model.forward(Tensor::from_data(pixels, device), &ForwardOptions::eval());
+    read_f32(burn::tensor::activation::softmax(logits, 1)).await
 }

@@ -17,10 +17,10 @@ use burn::tensor::Tensor;
 use super::{FinetuneMode, FinetuneSettings};
 use crate::classifier::NepaClassifier;
 use crate::model::ForwardOptions;
+use crate::recipe::soft_target_cross_entropy;
 use crate::train::{
     AdamW, AdamWConfig, FinetuneSchedule, StepOutput, finetune_step, warmup_cosine,
 };
-use crate::recipe::soft_target_cross_entropy;
 
 enum Optimizer {
     /// Full and head-only: this crate's AdamW with per-parameter groups. Cloning it is
