@@ -121,3 +121,54 @@ test('two classes from bundled images: train, accuracy, classify, download, eval
     await page.screenshot({ path: join(OUT, 'finetune.png'), fullPage: true });
   });
 });
+
+// One driver for both shells: the page's fine-tuning on the Flex CPU fallback (?cpu) and
+// `nepa finetune` with the same preset (FinetuneSettings::quick, spelled out as flags), seed,
+// images and checkpoint give the same loss curve step by step.
+test('the page and `nepa finetune` give the same loss curve on Flex', { timeout: 900_000 }, async () => {
+  const STEPS = 6;
+  const BATCH = 4;
+  let pageLosses;
+  await withPage(DIST, {}, async ({ page, url }) => {
+    await page.goto(`${url}?cpu`);
+    await page.waitForFunction(() => /safetensors/.test(document.getElementById('model')?.textContent ?? ''),
+      null, { timeout: 120_000 });
+    await page.click('#tab-finetune');
+    for (const [i, cls] of CLASSES.entries()) {
+      await page.fill('#class-name', cls);
+      await page.click('#add-class');
+      await page.locator('.class-input').nth(i).setInputFiles(await pngs(cls));
+      await page.waitForFunction(([i, cls]) => new RegExp(`${cls} \\(16 images\\)`)
+        .test(document.querySelectorAll('.class-card')[i]?.textContent ?? ''), [i, cls]);
+    }
+    await page.fill('#steps', String(STEPS));
+    await page.dispatchEvent('#steps', 'change');
+    await page.fill('#batch', String(BATCH));
+    await page.dispatchEvent('#batch', 'change');
+    await page.click('#train');
+    await page.waitForSelector('#trained-summary', { timeout: 600_000 });
+    pageLosses = JSON.parse(await page.getAttribute('#train-status', 'data-losses'));
+  });
+  assert.equal(pageLosses.length, STEPS);
+
+  const data = join(OUT, 'same-curve-data');
+  const out = join(OUT, 'same-curve-cli');
+  await rm(data, { recursive: true, force: true });
+  for (const cls of CLASSES) await cp(join(SAMPLES, cls), join(data, cls), { recursive: true });
+  const args = ['finetune', '--init', join(ROOT, 'static/nepa-demo.safetensors'), '--data', data,
+    '--recipe', 'small-data', '--mode', 'lora', '--steps', String(STEPS), '--batch-size', String(BATCH),
+    '--lr', '1e-3', '--head-lr', '1e-3', '--warmup-ratio', '0.1', '--ema-decay', '0',
+    '--val-fraction', '0.2', '--seed', '0', '--device', 'flex', '--out', out, '--overwrite'];
+  const cliOut = process.env.NEPA_BIN
+    ? execFileSync(process.env.NEPA_BIN, args, { cwd: ROOT, encoding: 'utf8' })
+    : execFileSync('cargo', ['run', '-q', '-p', 'nepa-cli', '--', ...args], { cwd: ROOT, encoding: 'utf8' });
+  console.log(`nepa finetune: ${cliOut.trim().split('\n').slice(-1)[0]}`);
+  const cliLosses = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n')
+    .map((line) => JSON.parse(line)).filter((r) => r.loss !== undefined).map((r) => r.loss);
+  console.log(`page losses: ${pageLosses.map((l) => l.toFixed(6)).join(' ')}`);
+  console.log(`CLI losses:  ${cliLosses.map((l) => l.toFixed(6)).join(' ')}`);
+  assert.equal(cliLosses.length, STEPS);
+  const diff = Math.max(...pageLosses.map((l, i) => Math.abs(l - cliLosses[i])));
+  console.log(`max |Δloss| page vs CLI over ${STEPS} steps: ${diff.toExponential(2)}`);
+  assert.ok(diff < 1e-3, `the page and the CLI disagree: max |Δloss| ${diff}`);
+});

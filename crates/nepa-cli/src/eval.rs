@@ -110,7 +110,9 @@ fn eval_backbone(
         let indices: Vec<usize> = (0..set.len()).collect();
         for chunk in indices.chunks(args.batch_size.max(1)) {
             let images: Vec<&RgbImage> = chunk.iter().map(|&i| &set.images[i]).collect();
-            let pixels = build_batch(&images, config.image_size, preprocess_eval);
+            let pixels = build_batch(&images, config.image_size, |image, h, w| {
+                Ok(preprocess_eval(image, h, w))
+            })?;
             let out = model.forward(Tensor::from_data(pixels, device), &ForwardOptions::eval());
             let [b, t, d] = out.last_hidden_state.dims();
             let loss = nepa::prediction_loss(

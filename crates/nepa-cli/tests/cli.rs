@@ -261,6 +261,76 @@ fn finetune_eval_and_visualize_accept_the_pretraining_checkpoint() {
     }
 }
 
+/// `nepa finetune --mode full|head|lora` runs the crate's driver with the official recipe
+/// (Mixup/CutMix, RandAugment, erasing, EMA, affine QK-norm), and `--drop-path` reaches a
+/// model loaded with `--init`.
+#[test]
+fn finetune_runs_every_mode_with_the_official_recipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 24, &[]);
+    let pre = tmp.path().join("pre");
+    run_ok(&mut pretrain(&data, &pre, 2, &[]));
+    for mode in ["full", "head", "lora"] {
+        let out_dir = tmp.path().join(format!("ft-{mode}"));
+        let mut cmd = nepa();
+        cmd.args(["finetune", "--data"])
+            .arg(&data)
+            .arg("--init")
+            .arg(&pre)
+            .arg("--out")
+            .arg(&out_dir)
+            .args([
+                "--recipe",
+                "official",
+                "--mode",
+                mode,
+                "--steps",
+                "4",
+                "--batch-size",
+                "8",
+                "--val-fraction",
+                "0.25",
+                "--drop-path",
+                "0.2",
+                "--device",
+                "flex",
+            ]);
+        run_ok(&mut cmd);
+        let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
+        let losses: Vec<f64> = metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|r| r.get("loss").and_then(|v| v.as_f64()))
+            .collect();
+        assert_eq!(losses.len(), 4, "{mode}: {metrics}");
+        assert!(
+            losses.iter().all(|l| l.is_finite() && *l > 0.0),
+            "{mode}: {losses:?}"
+        );
+        let sidecar: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out_dir.join("latest.json")).unwrap()).unwrap();
+        let settings = &sidecar["settings"];
+        assert_eq!(settings["drop_path"], 0.2, "{mode}");
+        assert_eq!(settings["mixup"], 0.8, "{mode}");
+        assert_eq!(sidecar["config"]["drop_path_prob"], 0.2, "{mode}");
+        assert_eq!(sidecar["config"]["qk_norm_affine"], true, "{mode}");
+        // The EMA is kept in full and head-only mode; LoRA has none.
+        assert_eq!(
+            out_dir.join("classifier-ema.safetensors").exists(),
+            mode != "lora",
+            "{mode}"
+        );
+        let mut cmd = nepa();
+        cmd.args(["eval", "--checkpoint"])
+            .arg(out_dir.join("classifier.safetensors"))
+            .arg("--data")
+            .arg(&data)
+            .args(["--device", "flex"]);
+        let out = run_ok(&mut cmd);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("top-1 accuracy"));
+    }
+}
+
 #[test]
 fn bench_writes_a_run_report() {
     let tmp = tempfile::tempdir().unwrap();

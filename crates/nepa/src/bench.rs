@@ -24,10 +24,12 @@ use web_time::Instant;
 use crate::checkpoint::{ParamVisitor, Walkable, transpose_host};
 use crate::config::NepaConfig;
 use crate::error::NepaError;
+use crate::image::Augment;
 use crate::loss::{LossOptions, prediction_loss};
 use crate::model::{ForwardOptions, NepaModel};
+use crate::pretrain::{PretrainOptions, PretrainSchedule, Pretrainer};
 use crate::rng::SplitMix64;
-use crate::train::{AdamW, AdamWConfig, pretrain_step};
+use crate::train::{AdamW, AdamWConfig};
 
 pub const REPORT_SCHEMA: &str = "nepa-run-report/1";
 
@@ -231,8 +233,8 @@ pub struct BenchRun {
     pub config: NepaConfig,
     pub settings: BenchSettings,
     device: Device,
-    model: Option<NepaModel>,
-    optim: AdamW,
+    /// The shared pretraining loop (`nepa pretrain` and the page's adaptation run it too).
+    trainer: Pretrainer,
     pixels: Tensor<4>,
     pub records: Vec<TrainRecord>,
     pub inference_ms: Vec<f64>,
@@ -263,12 +265,21 @@ impl BenchRun {
             synthetic_batch(&config, settings.batch, settings.seed),
             device,
         );
+        let options = PretrainOptions {
+            schedule: PretrainSchedule::constant(settings.lr, settings.weight_decay),
+            loss: LossOptions::default(),
+            augment: Augment::default(),
+            seed: settings.seed,
+            // A benchmark reports what happened; it never stops on its own.
+            max_bad_steps: usize::MAX,
+        };
+        let optim = AdamW::new(AdamWConfig::default());
+        let trainer = Pretrainer::new(model, &config, optim, options, 0, device);
         Ok(Self {
             config,
             settings,
             device: device.clone(),
-            model: Some(model),
-            optim: AdamW::new(AdamWConfig::default()),
+            trainer,
             pixels,
             records: vec![],
             inference_ms: vec![],
@@ -296,25 +307,15 @@ impl BenchRun {
     /// One pretraining step (train mode without RoPE rescale or drop-path, so it is
     /// deterministic), timed until its loss is read back.
     pub async fn train_step(&mut self) -> Result<TrainRecord, NepaError> {
-        let model = self.model.take().expect("the model is always put back");
         let start = Instant::now();
-        let out = pretrain_step(
-            model,
-            &mut self.optim,
-            self.pixels.clone(),
-            self.settings.lr,
-            self.settings.weight_decay,
-            &ForwardOptions::eval(),
-            LossOptions::default(),
-        );
-        self.model = Some(out.model);
-        // Reading the loss waits for the whole step, including the optimizer update.
-        let loss = read_vec(out.loss).await?[0];
+        // The record is read back inside: the loss read waits for the whole step,
+        // including the optimizer update.
+        let out = self
+            .trainer
+            .step_pixels(self.pixels.clone(), &ForwardOptions::eval())
+            .await?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        let grad_norm = match out.grad_norm {
-            Some(norm) => read_vec(norm).await?[0],
-            None => f32::NAN,
-        };
+        let (loss, grad_norm) = (out.loss, out.grad_norm.unwrap_or(f32::NAN));
         let step = self.records.len();
         let record = TrainRecord {
             step,
@@ -329,11 +330,7 @@ impl BenchRun {
 
     /// One timed inference forward pass on the batch (without autodiff), in ms.
     pub async fn inference_run(&mut self) -> Result<f64, NepaError> {
-        let model = self
-            .model
-            .as_ref()
-            .expect("the model is always put back")
-            .valid();
+        let model = self.trainer.model().valid();
         let pixels = self.pixels.clone().inner();
         let start = Instant::now();
         let out = model.forward(pixels, &ForwardOptions::eval());
@@ -345,7 +342,7 @@ impl BenchRun {
 
     /// The trained model.
     pub fn model(&self) -> &NepaModel {
-        self.model.as_ref().expect("the model is always put back")
+        self.trainer.model()
     }
 
     pub fn device(&self) -> &Device {

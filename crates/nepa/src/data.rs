@@ -182,19 +182,26 @@ pub fn step_device_seed(seed: u64, step: usize) -> u64 {
 }
 
 /// The one batch builder: `transform(image, height, width)` gives each image's normalised
-/// CHW values (an evaluation resize or a training augmentation); the result is one
-/// `[B, 3, H, W]` batch.
+/// CHW values (an evaluation transform or a training augmentation); the result is one
+/// `[B, 3, H, W]` batch. The first transform error is returned.
 pub fn build_batch(
     images: &[&RgbImage],
     size: [usize; 2],
-    mut transform: impl FnMut(&RgbImage, usize, usize) -> Vec<f32>,
-) -> TensorData {
+    mut transform: impl FnMut(&RgbImage, usize, usize) -> Result<Vec<f32>, NepaError>,
+) -> Result<TensorData, NepaError> {
     let [h, w] = size;
     let mut values = Vec::with_capacity(images.len() * 3 * h * w);
     for image in images {
-        values.extend(transform(image, h, w));
+        let pixels = transform(image, h, w)?;
+        if pixels.len() != 3 * h * w {
+            return Err(NepaError::Input(format!(
+                "a transform gave {} values for a 3×{h}×{w} input",
+                pixels.len()
+            )));
+        }
+        values.extend(pixels);
     }
-    TensorData::new(values, [images.len(), 3, h, w])
+    Ok(TensorData::new(values, [images.len(), 3, h, w]))
 }
 
 #[cfg(test)]
@@ -268,8 +275,10 @@ mod tests {
         let mut calls = 0.0;
         let batch = build_batch(&refs, [1, 2], |_, h, w| {
             calls += 1.0;
-            vec![calls; 3 * h * w]
-        });
+            Ok(vec![calls; 3 * h * w])
+        })
+        .unwrap();
+        assert!(build_batch(&refs, [1, 2], |_, _, _| Ok(vec![0.0; 5])).is_err());
         assert_eq!(batch.shape().to_vec(), vec![2, 3, 1, 2]);
         let values = batch.try_into_vec::<f32>().unwrap();
         assert_eq!(&values[..6], &[1.0; 6]);

@@ -3,7 +3,7 @@
 //! divergence guard with its undo.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 use crate::config::NepaConfig;
 use crate::data::{ImageSet, Sampler, build_batch, step_device_seed, step_rng};
@@ -165,16 +165,18 @@ impl Pretrainer {
         let mut rng = step_rng(self.options.seed, self.step);
         let augment = self.options.augment.clone();
         let pixels = build_batch(images, self.config.image_size, |image, h, w| {
-            augment_train(image, h, w, &augment, &mut rng)
-        });
+            Ok(augment_train(image, h, w, &augment, &mut rng))
+        })?;
         let forward = ForwardOptions::train(&self.config, &mut rng);
+        let pixels = Tensor::from_data(pixels, &self.device);
         self.step_pixels(pixels, &forward).await
     }
 
-    /// The next step on a ready batch of normalised pixels (the benchmark's synthetic one).
+    /// The next step on a ready batch of normalised pixels on the device (the benchmark's
+    /// synthetic one).
     pub async fn step_pixels(
         &mut self,
-        pixels: TensorData,
+        pixels: Tensor<4>,
         forward: &ForwardOptions,
     ) -> Result<PretrainRecord, NepaError> {
         let step = self.step;
@@ -188,7 +190,7 @@ impl Pretrainer {
         let out = pretrain_step(
             model,
             &mut self.optim,
-            Tensor::from_data(pixels, &self.device),
+            pixels,
             lr,
             self.options.schedule.weight_decay,
             forward,

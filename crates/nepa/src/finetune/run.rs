@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::{FinetuneMode, FinetuneSettings, Finetuner};
 use crate::classifier::NepaClassifier;
 use crate::config::NepaConfig;
-use crate::data::{ImageSet, Sampler, step_device_seed, step_rng};
+use crate::data::{ImageSet, Sampler, build_batch, step_device_seed, step_rng};
 use crate::error::NepaError;
 use crate::guard::{DivergenceGuard, StepOutcome, StepVerdict};
 use crate::image::RgbImage;
@@ -164,16 +164,17 @@ impl FinetuneRun {
         let mut rng = step_rng(self.settings.seed, step);
         let indices = self.sampler.batch_indices(step);
         let labels: Vec<usize> = indices.iter().map(|&i| self.labels[i]).collect();
+        let images: Vec<&RgbImage> = indices.iter().map(|&i| &self.train.images[i]).collect();
+        let batch = build_batch(&images, self.config.image_size, |image, h, w| {
+            self.transform.apply(image, h, w, &mut rng)
+        })?;
         let [h, w] = self.config.image_size;
-        let mut values = Vec::with_capacity(indices.len() * 3 * h * w);
-        for &i in &indices {
-            values.extend(
-                self.transform
-                    .apply(&self.train.images[i], h, w, &mut rng)?,
-            );
-        }
+        let shape = [images.len(), 3, h, w];
+        let mut values: Vec<f32> = batch
+            .try_into_vec()
+            .map_err(|e| NepaError::Input(format!("{e:?}")))?;
         let classes = self.train.classes.len();
-        let shape = [indices.len(), 3, h, w];
+        // Mixup/CutMix pair whole images of the batch, so they act on the built batch.
         let mixed = self
             .mixup
             .apply(&mut values, shape, &labels, classes, &mut rng)?;
@@ -307,12 +308,10 @@ pub async fn evaluate(
     let mut correct = 0usize;
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch.max(1)) {
-        let [h, w] = config.image_size;
-        let mut values = Vec::with_capacity(chunk.len() * 3 * h * w);
-        for &i in chunk {
-            values.extend(eval_pixels(config, &data.images[i])?);
-        }
-        let pixels = TensorData::new(values, [chunk.len(), 3, h, w]);
+        let images: Vec<&RgbImage> = chunk.iter().map(|&i| &data.images[i]).collect();
+        let pixels = build_batch(&images, config.image_size, |image, _, _| {
+            eval_pixels(config, image)
+        })?;
         let logits = model.forward(Tensor::from_data(pixels, device), &ForwardOptions::eval());
         let values = read_f32(logits).await?;
         correct += argmax_rows(&values, classes)
@@ -332,8 +331,9 @@ pub async fn class_probabilities(
     image: &RgbImage,
     device: &Device,
 ) -> Result<Vec<f32>, NepaError> {
-    let [h, w] = config.image_size;
-    let pixels = TensorData::new(eval_pixels(config, image)?, [1, 3, h, w]);
+    let pixels = build_batch(&[image], config.image_size, |image, _, _| {
+        eval_pixels(config, image)
+    })?;
     let logits = model.forward(Tensor::from_data(pixels, device), &ForwardOptions::eval());
     read_f32(burn::tensor::activation::softmax(logits, 1)).await
 }
