@@ -2,8 +2,8 @@
 """Raw-pixel baselines for the labelled-subset fine-tuning of Fashion-MNIST.
 
 For seeds 0, 1 and 2 this takes the SAME 1,000 labelled training images (100 per class) that
-`nepa finetune --per-class 100 --seed S` takes (`Dataset::take_per_class` in
-crates/nepa-cli/src/data.rs: a SplitMix64 Fisher-Yates shuffle of 0..60000, crates/nepa/src/rng.rs,
+`nepa finetune --per-class 100 --seed S` takes (`ImageSet::take_per_class` in
+crates/nepa/src/data.rs: a SplitMix64 Fisher-Yates shuffle of 0..60000, crates/nepa/src/rng.rs,
 then the first 100 images of each class in that order), and fits on their raw pixels (scaled to
 [0, 1], flattened to 784 values):
 
@@ -94,7 +94,7 @@ def load(folder: Path, prefix: str):
 
 
 def take_per_class(labels: np.ndarray, per_class: int, seed: int) -> list:
-    """`Dataset::take_per_class`: shuffle 0..n, keep the first `per_class` of each class."""
+    """`ImageSet::take_per_class`: shuffle 0..n, keep the first `per_class` of each class."""
     order = list(range(len(labels)))
     SplitMix64(seed).shuffle(order)
     counts = {}

@@ -157,7 +157,7 @@ test('the page and `nepa finetune` give the same loss curve on Flex', { timeout:
   for (const cls of CLASSES) await cp(join(SAMPLES, cls), join(data, cls), { recursive: true });
   const args = ['finetune', '--init', join(ROOT, 'static/nepa-demo.safetensors'), '--data', data,
     '--recipe', 'small-data', '--mode', 'lora', '--steps', String(STEPS), '--batch-size', String(BATCH),
-    '--lr', '1e-3', '--head-lr', '1e-3', '--warmup-ratio', '0.1', '--ema-decay', '0',
+    '--lr', '1e-3', '--head-lr', '1e-3', '--warmup-ratio', '0.1', '--ema-decay', '0', '--drop-path', '0',
     '--val-fraction', '0.2', '--seed', '0', '--device', 'flex', '--out', out, '--overwrite'];
   const cliOut = process.env.NEPA_BIN
     ? execFileSync(process.env.NEPA_BIN, args, { cwd: ROOT, encoding: 'utf8' })

@@ -29,7 +29,7 @@ use crate::loss::{LossOptions, prediction_loss};
 use crate::model::{ForwardOptions, NepaModel};
 use crate::pretrain::{PretrainOptions, PretrainSchedule, Pretrainer};
 use crate::rng::SplitMix64;
-use crate::train::{AdamW, AdamWConfig};
+use crate::train::{AdamW, AdamWConfig, read_f32};
 
 pub const REPORT_SCHEMA: &str = "nepa-run-report/1";
 
@@ -170,16 +170,6 @@ pub fn probe_image(config: &NepaConfig) -> TensorData {
     TensorData::new(values, [1, c, h, w])
 }
 
-async fn read_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, NepaError> {
-    tensor
-        .into_data_async()
-        .await
-        .map_err(|e| NepaError::Readback(format!("{e:?}")))?
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| NepaError::Readback(format!("{e:?}")))
-}
-
 /// ẑ on the probe image (eval mode): a few statistics and an evenly strided sample, so two
 /// reports made from the same weights can be compared value by value.
 pub async fn output_digest(
@@ -197,12 +187,12 @@ pub async fn output_digest(
         LossOptions::default(),
     );
     let [_, t, d] = out.last_hidden_state.dims();
-    let z_hat: Vec<f64> = read_vec(out.last_hidden_state)
+    let z_hat: Vec<f64> = read_f32(out.last_hidden_state)
         .await?
         .into_iter()
         .map(f64::from)
         .collect();
-    let loss = read_vec(loss).await?[0];
+    let loss = read_f32(loss).await?[0];
     let stride = z_hat.len().div_ceil(DIGEST_SAMPLE).max(1);
     Ok(OutputDigest {
         probe: PROBE_DESCRIPTION.into(),
@@ -334,7 +324,7 @@ impl BenchRun {
         let pixels = self.pixels.clone().inner();
         let start = Instant::now();
         let out = model.forward(pixels, &ForwardOptions::eval());
-        read_vec(out.last_hidden_state.sum()).await?;
+        read_f32(out.last_hidden_state.sum()).await?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         self.inference_ms.push(ms);
         Ok(ms)

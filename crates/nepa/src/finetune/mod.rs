@@ -162,10 +162,12 @@ impl FinetuneSettings {
 
     /// A short run on a few dozen images (the page's Fine-tune tab): `steps` steps of
     /// `batch` images at peak rate `lr` for the body (or the LoRA adapters) and the head,
-    /// warmup over 10 % of the steps, and no EMA (over a few dozen steps an average would
-    /// stay close to the start). The rest as [`FinetuneSettings::small_data`]. `nepa
-    /// finetune --recipe small-data --mode M --steps N --batch-size B --lr LR --head-lr LR
-    /// --warmup-ratio 0.1 --ema-decay 0` gives the same settings.
+    /// warmup over 10 % of the steps, no EMA (over a few dozen steps an average would stay
+    /// close to the start) and no drop path (a few dozen steps gain nothing from it, and on
+    /// WebGPU its random masks are more shaders to compile before the first step). The rest
+    /// as [`FinetuneSettings::small_data`]. `nepa finetune --recipe small-data --mode M
+    /// --steps N --batch-size B --lr LR --head-lr LR --warmup-ratio 0.1 --ema-decay 0
+    /// --drop-path 0` gives the same settings.
     pub fn quick(mode: FinetuneMode, steps: usize, batch: usize, lr: f64) -> Self {
         Self {
             mode,
@@ -175,6 +177,7 @@ impl FinetuneSettings {
             head_lr: lr,
             warmup_ratio: 0.1,
             ema_decay: None,
+            drop_path: 0.0,
             ..Self::small_data()
         }
     }
