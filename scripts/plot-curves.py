@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Plots metrics.jsonl curves of several runs as one SVG (standard library only).
 
-usage: scripts/plot-curves.py OUT.svg FIELD LABEL=RUN_DIR [LABEL=RUN_DIR ...]
+usage: [SMOOTH=N] scripts/plot-curves.py OUT.svg FIELD LABEL=RUN_DIR [LABEL=RUN_DIR ...]
+(SMOOTH: running mean over N points, default 10; 1 for per-epoch values)
 e.g.   scripts/plot-curves.py docs/ablations.svg loss "NEPA=runs/fmnist/pretrain" ...
 """
 import json
+import os
 import sys
 
-COLOURS = ["#1d4ed8", "#dc2626", "#16a34a", "#9333ea", "#ea580c"]
+COLOURS = ["#1d4ed8", "#60a5fa", "#93c5fd", "#dc2626", "#f87171", "#fca5a5", "#16a34a", "#9333ea"]
 W, H, PAD = 640, 360, 50
 
 
@@ -42,10 +44,11 @@ def main():
         s = max_step * i / 4
         parts.append(f'<text x="{x(s)}" y="{H-PAD+16}" text-anchor="middle">{int(s)}</text>')
     for k, (label, pts) in enumerate(series):
-        # Smooth with a running mean of 10 steps so the trend is readable.
+        # Smooth with a running mean (10 steps by default) so the trend is readable.
+        n = max(1, int(os.environ.get("SMOOTH", "10")))
         smooth = []
         for j in range(len(pts)):
-            window = [p[1] for p in pts[max(0, j - 9): j + 1]]
+            window = [p[1] for p in pts[max(0, j - n + 1): j + 1]]
             smooth.append((pts[j][0], sum(window) / len(window)))
         path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in smooth)
         colour = COLOURS[k % len(COLOURS)]

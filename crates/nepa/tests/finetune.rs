@@ -11,9 +11,12 @@ use nepa::checkpoint::{
     backbone_tensors, classes_from_metadata, classifier_tensors, classifier_to_safetensors_async,
     load_classifier, to_safetensors,
 };
-use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
+use nepa::data::ImageSet;
+use nepa::finetune::{FinetuneMode, FinetuneRun, FinetuneSettings, Finetuner};
 use nepa::recipe::smooth_one_hot;
-use nepa::{ForwardOptions, LoadOptions, NepaClassifier, NepaConfig, NepaModel, SplitMix64};
+use nepa::{
+    ForwardOptions, LoadOptions, NepaClassifier, NepaConfig, NepaModel, SplitMix64, StepOutcome,
+};
 
 fn config() -> NepaConfig {
     NepaConfig::new(32, 2, 4)
@@ -162,6 +165,97 @@ fn head_only_keeps_the_backbone_lora_changes_only_matrices_full_keeps_the_patch_
             .clone()
     };
     assert_eq!(patch_weight(&after), patch_weight(&before));
+}
+
+/// Sixteen 16×16 images, reddish (0) or bluish (1), as a labelled set.
+fn two_class_set() -> ImageSet {
+    let mut rng = SplitMix64::new(5);
+    let pairs = (0..16)
+        .map(|i| {
+            let label = i % 2;
+            let pixels = (0..16 * 16)
+                .flat_map(|_| {
+                    let jitter = (rng.uniform(-40.0, 40.0)) as i32;
+                    let (r, b) = if label == 0 { (200, 60) } else { (60, 200) };
+                    [r + jitter, 128, b - jitter].map(|v| v.clamp(0, 255) as u8)
+                })
+                .collect();
+            (nepa::image::RgbImage::new(16, 16, pixels), label)
+        })
+        .collect();
+    ImageSet::labelled(pairs, vec!["red".into(), "blue".into()], "test").unwrap()
+}
+
+fn run_losses(settings: &FinetuneSettings) -> (Vec<f32>, Vec<StepOutcome>, FinetuneRun) {
+    let device = Device::flex();
+    let backbone = seeded_backbone(&config(), 3, &device).unwrap();
+    let autodiff = device.autodiff();
+    let mut run = FinetuneRun::new(
+        backbone,
+        &config(),
+        two_class_set(),
+        settings.clone(),
+        &autodiff,
+    )
+    .unwrap();
+    let (mut losses, mut outcomes) = (vec![], vec![]);
+    while !run.is_done() {
+        let record = futures_lite::future::block_on(run.step()).unwrap();
+        losses.push(record.loss);
+        let stop = matches!(record.outcome, StepOutcome::Diverged(_));
+        outcomes.push(record.outcome);
+        if stop {
+            break;
+        }
+    }
+    (losses, outcomes, run)
+}
+
+/// The driver with the official recipe (Mixup/CutMix, RandAugment, erasing, EMA, drop path,
+/// affine QK-norm) repeats a run exactly from its seed, and a diverging run is undone step by
+/// step and stopped with finite weights kept.
+#[test]
+fn finetune_run_repeats_from_its_seed_and_stops_a_divergence_with_finite_weights() {
+    let settings = FinetuneSettings {
+        batch_size: 8,
+        steps: Some(6),
+        ..FinetuneSettings::official()
+    };
+    let (a, outcomes, run) = run_losses(&settings);
+    let (b, _, _) = run_losses(&settings);
+    assert_eq!(a.len(), 6);
+    assert!(a.iter().all(|l| l.is_finite()), "{a:?}");
+    assert!(outcomes.iter().all(|o| *o == StepOutcome::Applied));
+    assert_eq!(a, b, "same seed, same curve");
+    let (c, _, _) = run_losses(&FinetuneSettings {
+        seed: 7,
+        ..settings.clone()
+    });
+    assert_ne!(a, c, "another seed draws other augmentations");
+    assert!(
+        run.ema_model().is_some(),
+        "the official recipe keeps an EMA"
+    );
+
+    // A learning rate of 1e30 makes the steps after the first (warmup starts at 0) blow up:
+    // each non-finite one is undone and counted, and five in a row stop the run.
+    let (losses, outcomes, run) = run_losses(&FinetuneSettings {
+        blr: 1e30,
+        head_lr: 1e30,
+        steps: Some(30),
+        ..settings
+    });
+    assert_eq!(outcomes[0], StepOutcome::Applied, "step 0 has rate 0");
+    assert!(
+        matches!(outcomes.last(), Some(StepOutcome::Diverged(_))),
+        "{losses:?}"
+    );
+    let tail = &outcomes[outcomes.len() - 5..outcomes.len() - 1];
+    assert!(
+        tail.iter().all(|o| *o == StepOutcome::Skipped),
+        "{outcomes:?}"
+    );
+    assert!(run.skipped_steps() >= 5);
 }
 
 #[test]
