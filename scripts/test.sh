@@ -32,7 +32,7 @@ step "web app build (trunk, wasm32)"
 trunk build --release
 
 step "model crate in headless Chromium (wasm-bindgen-test: WebGPU and Flex)"
-CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=300 \
+CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
   cargo test --release --target wasm32-unknown-unknown -p nepa-web --test browser
 
 step "end-to-end tests in headless Chromium"

@@ -76,6 +76,13 @@ impl FinetuneRun {
             settings.batch_size.min(train.len()),
             settings.seed,
         )?;
+        if settings.mixes() && !sampler.batch_size().is_multiple_of(2) {
+            return Err(NepaError::Input(format!(
+                "Mixup/CutMix pair each image with another of its batch: the batch size must be \
+                 even, got {}",
+                sampler.batch_size()
+            )));
+        }
         let total_steps = settings
             .steps
             .unwrap_or(settings.epochs * sampler.steps_per_epoch());
@@ -89,13 +96,6 @@ impl FinetuneRun {
         // `from_backbone` makes attention bidirectional, as the official fine-tuning.
         model.vit_nepa = model.vit_nepa.set_causal(settings.causal);
         let tuner = Finetuner::new(model, &settings, total_steps);
-        if settings.mixes() && !sampler.batch_size().is_multiple_of(2) {
-            return Err(NepaError::Input(format!(
-                "Mixup/CutMix pair each image with another of its batch: the batch size must be \
-                 even, got {}",
-                sampler.batch_size()
-            )));
-        }
         // LoRA keeps its adapters apart from the weights they adapt: there is no plain
         // weight set to average until the end.
         let ema = match (settings.ema_decay, settings.mode) {
