@@ -213,9 +213,9 @@ fn run_losses(settings: &FinetuneSettings) -> (Vec<f32>, Vec<StepOutcome>, Finet
 
 /// The driver with the official recipe (Mixup/CutMix, RandAugment, erasing, EMA, drop path,
 /// affine QK-norm) repeats a run exactly from its seed, and a diverging run is undone step by
-/// step and stopped with finite weights kept.
+/// step and stopped after five non-finite steps in a row.
 #[test]
-fn finetune_run_repeats_from_its_seed_and_stops_a_divergence_with_finite_weights() {
+fn finetune_run_repeats_from_its_seed_and_undoes_then_stops_a_divergence() {
     let settings = FinetuneSettings {
         batch_size: 8,
         steps: Some(6),
