@@ -20,23 +20,39 @@ async function pngs(cls) {
   return files.map((f) => join(SAMPLES, cls, f));
 }
 
+// Waits for the model, opens the Fine-tune tab and makes the two classes from bundled PNGs.
+async function addBundledClasses(page) {
+  await page.waitForFunction(() => /safetensors/.test(document.getElementById('model')?.textContent ?? ''),
+    null, { timeout: 120_000 });
+  await page.click('#tab-finetune');
+  for (const [i, cls] of CLASSES.entries()) {
+    await page.fill('#class-name', cls);
+    await page.click('#add-class');
+    await page.locator('.class-input').nth(i).setInputFiles(await pngs(cls));
+    await page.waitForFunction(([i, cls]) => new RegExp(`${cls} \\(16 images\\)`)
+      .test(document.querySelectorAll('.class-card')[i]?.textContent ?? ''), [i, cls]);
+  }
+}
+
+// Sets the page's step count and batch size.
+async function setRun(page, steps, batch) {
+  await page.fill('#steps', String(steps));
+  await page.dispatchEvent('#steps', 'change');
+  await page.fill('#batch', String(batch));
+  await page.dispatchEvent('#batch', 'change');
+}
+
+// The bundled classes as a folder of class folders, as `nepa` reads them.
+async function copyClasses(data) {
+  await rm(data, { recursive: true, force: true });
+  for (const cls of CLASSES) await cp(join(SAMPLES, cls), join(data, cls), { recursive: true });
+}
+
 test('two classes from bundled images: train, accuracy, classify, download, eval natively, reload', { timeout: 900_000 }, async () => {
   await withPage(DIST, {}, async ({ page, url }) => {
     await page.goto(url);
-    await page.waitForFunction(() => /safetensors/.test(document.getElementById('model')?.textContent ?? ''),
-      null, { timeout: 120_000 });
-    await page.click('#tab-finetune');
-    for (const [i, cls] of CLASSES.entries()) {
-      await page.fill('#class-name', cls);
-      await page.click('#add-class');
-      await page.locator('.class-input').nth(i).setInputFiles(await pngs(cls));
-      await page.waitForFunction(([i, cls]) => new RegExp(`${cls} \\(16 images\\)`)
-        .test(document.querySelectorAll('.class-card')[i]?.textContent ?? ''), [i, cls]);
-    }
-    await page.fill('#steps', '12');
-    await page.dispatchEvent('#steps', 'change');
-    await page.fill('#batch', '4');
-    await page.dispatchEvent('#batch', 'change');
+    await addBundledClasses(page);
+    await setRun(page, 12, 4);
     assert.equal(await page.inputValue('#mode'), 'lora', 'LoRA is the default mode');
     const started = Date.now();
     await page.click('#train');
@@ -99,8 +115,7 @@ test('two classes from bundled images: train, accuracy, classify, download, eval
     assert.deepEqual(header['classifier.weight'].shape, [2, 128]);
     assert.deepEqual(JSON.parse(header.__metadata__.nepa_classes), CLASSES, 'class names travel with the file');
     const data = join(OUT, 'finetune-eval-data');
-    await rm(data, { recursive: true, force: true });
-    for (const cls of CLASSES) await cp(join(SAMPLES, cls), join(data, cls), { recursive: true });
+    await copyClasses(data);
     // scripts/test.sh passes the binary its native tests built (NEPA_BIN): `cargo run` here would
     // resolve Burn's features differently from the workspace build and compile Burn again.
     const evalArgs = ['eval', '--checkpoint', file, '--data', data, '--device', 'flex'];
@@ -131,20 +146,8 @@ test('the page and `nepa finetune` give the same loss curve on Flex', { timeout:
   let pageLosses;
   await withPage(DIST, {}, async ({ page, url }) => {
     await page.goto(`${url}?cpu`);
-    await page.waitForFunction(() => /safetensors/.test(document.getElementById('model')?.textContent ?? ''),
-      null, { timeout: 120_000 });
-    await page.click('#tab-finetune');
-    for (const [i, cls] of CLASSES.entries()) {
-      await page.fill('#class-name', cls);
-      await page.click('#add-class');
-      await page.locator('.class-input').nth(i).setInputFiles(await pngs(cls));
-      await page.waitForFunction(([i, cls]) => new RegExp(`${cls} \\(16 images\\)`)
-        .test(document.querySelectorAll('.class-card')[i]?.textContent ?? ''), [i, cls]);
-    }
-    await page.fill('#steps', String(STEPS));
-    await page.dispatchEvent('#steps', 'change');
-    await page.fill('#batch', String(BATCH));
-    await page.dispatchEvent('#batch', 'change');
+    await addBundledClasses(page);
+    await setRun(page, STEPS, BATCH);
     await page.click('#train');
     await page.waitForSelector('#trained-summary', { timeout: 600_000 });
     pageLosses = JSON.parse(await page.getAttribute('#train-status', 'data-losses'));
@@ -153,8 +156,7 @@ test('the page and `nepa finetune` give the same loss curve on Flex', { timeout:
 
   const data = join(OUT, 'same-curve-data');
   const out = join(OUT, 'same-curve-cli');
-  await rm(data, { recursive: true, force: true });
-  for (const cls of CLASSES) await cp(join(SAMPLES, cls), join(data, cls), { recursive: true });
+  await copyClasses(data);
   const args = ['finetune', '--init', join(ROOT, 'static/nepa-demo.safetensors'), '--data', data,
     '--recipe', 'small-data', '--mode', 'lora', '--steps', String(STEPS), '--batch-size', String(BATCH),
     '--lr', '1e-3', '--head-lr', '1e-3', '--warmup-ratio', '0.1', '--ema-decay', '0', '--drop-path', '0',

@@ -339,8 +339,9 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         }
     }
     progress.finish();
-    if let Some(ema) = run.ema_model() {
-        let path = save("classifier-ema", &ema, total)?;
+    let ema = run.ema_model();
+    if let Some(ema) = &ema {
+        let path = save("classifier-ema", ema, total)?;
         println!("saved the EMA of the weights as {}", path.display());
     }
     let path = save("classifier", &run.model(), total)?;
@@ -350,11 +351,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             path.display(),
             100.0 * best.0,
             best.1,
-            if run.ema_model().is_some() {
-                ", EMA"
-            } else {
-                ""
-            },
+            if ema.is_some() { ", EMA" } else { "" },
         );
     } else {
         println!("saved {}", path.display());
