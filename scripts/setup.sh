@@ -38,4 +38,9 @@ fi
 if [ ! -d tests/e2e/node_modules/playwright-core ]; then
   (cd tests/e2e && npm ci --no-audit --no-fund)
 fi
+# wasm-opt for the web app's bundles (Trunk.toml's post-build hook): npm's binaryen, since
+# Debian's broke the page.
+if [ ! -x scripts/wasm-opt/node_modules/.bin/wasm-opt ]; then
+  (cd scripts/wasm-opt && npm ci --no-audit --no-fund)
+fi
 echo "setup: ok"

@@ -17,8 +17,8 @@ cargo fmt --all --check
 step "clippy (native)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "clippy (wasm32: model crate and web app)"
-cargo clippy --target wasm32-unknown-unknown -p nepa -p nepa-web -- -D warnings
+step "clippy (wasm32: model crate, page, engine worker)"
+cargo clippy --target wasm32-unknown-unknown -p nepa -p nepa-web -p nepa-worker -- -D warnings
 
 step "native tests"
 cargo test --workspace
@@ -33,7 +33,7 @@ trunk build --release
 
 step "model crate in headless Chromium (wasm-bindgen-test: WebGPU and Flex)"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
-  cargo test --release --target wasm32-unknown-unknown -p nepa-web --test browser
+  cargo test --release --target wasm32-unknown-unknown -p nepa-worker --test browser
 
 step "end-to-end tests in headless Chromium"
 # The native binary the tests above built (the fine-tuning test runs `nepa eval` on the page's download).

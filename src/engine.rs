@@ -1,87 +1,178 @@
-//! The page's models: the bundled demo checkpoint, a checkpoint from a file or URL, or the
-//! random fallback, and how to load each again on another device. Everything that runs a
-//! model is the crate's: the Explore tab's analysis (`nepa::viz::analyse`), fine-tuning
-//! (`nepa::finetune`) and "adapt to my images" (`nepa::pretrain`), shared with the CLI.
+//! The page's side of the engine worker (docs/web-architecture.md): starts the worker, sends
+//! typed requests and routes each reply to the handler of its request. Replies that answer
+//! no request (a lost device, a crashed engine) go to the app's handler.
 
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 
-use burn::tensor::Device;
-use nepa::checkpoint::{infer_config, load_backbone};
-use nepa::{LoadOptions, NepaConfig, NepaModel};
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use nepa_protocol::{FromWorker, Reply, Request, RequestId, ToWorker, WebError, decode, encode};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
-/// The bundled demo checkpoint (static/, see scripts/make-demo-checkpoint.sh).
-pub const DEMO_CHECKPOINT: &str = "nepa-demo.safetensors";
+/// The module trunk writes next to the worker's wasm (`data-loader-shim`, index.html).
+const WORKER_SCRIPT: &str = "./nepa-worker_loader.js";
 
-/// A model ready for inference, and where it came from.
-pub struct LoadedModel {
-    pub model: NepaModel,
-    pub config: NepaConfig,
-    /// Shown next to the model: file name, or "untrained" for the random fallback.
-    pub label: String,
-    pub trained: bool,
-    /// The checkpoint bytes it was loaded from, to load it again on another device (after a
-    /// device loss). `None` for the random init, which is simply made again.
-    pub source: Option<Rc<Vec<u8>>>,
-    pub name: String,
+/// A reply and the bytes that came with it (pixels, a model file), if any.
+pub type Handler = Rc<dyn Fn(Reply, Option<Uint8Array>)>;
+
+/// A JS event listener kept alive as long as the engine.
+type Listener = Closure<dyn Fn(JsValue)>;
+
+/// The engine worker, shared by the tabs (a Yew context).
+pub struct Engine {
+    worker: Worker,
+    next_id: Cell<RequestId>,
+    handlers: RefCell<HashMap<RequestId, Handler>>,
+    /// Messages sent before the worker said it listens.
+    queue: RefCell<Option<Vec<(JsValue, Array)>>>,
+    unasked: Handler,
+    _listeners: RefCell<Vec<Listener>>,
 }
 
-impl LoadedModel {
-    /// The same model on another device.
-    pub fn reload_on(&self, device: &Device) -> Result<LoadedModel, String> {
-        match &self.source {
-            Some(bytes) => load_checkpoint(bytes.clone(), &self.name, device),
-            None => untrained_model(device),
+impl PartialEq for Engine {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Engine {
+    /// Starts the worker. `unasked` receives replies with no request: `DeviceLost`, a
+    /// failure of the engine itself, a model loaded as a fallback.
+    pub fn start(
+        unasked: impl Fn(Reply, Option<Uint8Array>) + 'static,
+    ) -> Result<Rc<Engine>, WebError> {
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let worker = Worker::new_with_options(WORKER_SCRIPT, &options)
+            .map_err(|e| WebError::internal(format!("the engine worker could not start: {e:?}")))?;
+        let engine = Rc::new(Engine {
+            worker,
+            next_id: Cell::new(1),
+            handlers: RefCell::default(),
+            queue: RefCell::new(Some(vec![])),
+            unasked: Rc::new(unasked),
+            _listeners: RefCell::default(),
+        });
+        engine.listen();
+        Ok(engine)
+    }
+
+    fn listen(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
+        let on_message = Listener::new(move |event: JsValue| {
+            if let (Some(engine), Ok(event)) = (weak.upgrade(), event.dyn_into::<MessageEvent>()) {
+                engine.receive(&event.data());
+            }
+        });
+        self.worker
+            .set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        let weak: Weak<Self> = Rc::downgrade(self);
+        let on_error = Listener::new(move |event: JsValue| {
+            let detail = event
+                .dyn_ref::<web_sys::ErrorEvent>()
+                .map(|e| e.message())
+                .unwrap_or_else(|| "its script or wasm did not load".into());
+            if let Some(engine) = weak.upgrade() {
+                (engine.unasked)(
+                    Reply::Failed(WebError::internal(format!(
+                        "the engine worker failed: {detail}; reload the page"
+                    ))),
+                    None,
+                );
+            }
+        });
+        self.worker
+            .set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        self._listeners.borrow_mut().extend([on_message, on_error]);
+    }
+
+    fn receive(&self, data: &JsValue) {
+        let json = Reflect::get(data, &"json".into())
+            .ok()
+            .and_then(|j| j.as_string())
+            .unwrap_or_default();
+        let payload = Reflect::get(data, &"payload".into())
+            .ok()
+            .and_then(|p| p.dyn_into::<Uint8Array>().ok());
+        let message: FromWorker = match decode(&json) {
+            Ok(message) => message,
+            Err(e) => return (self.unasked)(Reply::Failed(e), None),
+        };
+        if message.reply == Reply::WorkerReady {
+            let queued = self.queue.borrow_mut().take().unwrap_or_default();
+            for (message, transfer) in queued {
+                self.post(&message, &transfer);
+            }
+            return;
+        }
+        let handler = message.id.and_then(|id| {
+            let mut handlers = self.handlers.borrow_mut();
+            if message.reply.is_final() {
+                handlers.remove(&id)
+            } else {
+                handlers.get(&id).cloned()
+            }
+        });
+        match handler {
+            Some(handler) => handler(message.reply, payload),
+            // A reply for a request nobody waits for any more is dropped; one for no request
+            // is the engine speaking for itself.
+            None if message.id.is_none() => (self.unasked)(message.reply, payload),
+            None => {}
         }
     }
-}
 
-/// The random-init model shown before any checkpoint is loaded: small, so the first
-/// forward pass is quick even on a software WebGPU adapter.
-pub fn untrained_model(device: &Device) -> Result<LoadedModel, String> {
-    let config = NepaConfig::new(96, 4, 4)
-        .with_image_size(64, 64)
-        .with_patch_size(8)
-        .with_layerscale(0.1);
-    device.seed(0);
-    let model = NepaModel::new(&config, device).map_err(|e| e.to_string())?;
-    Ok(LoadedModel {
-        model,
-        label: "untrained: random init, D 96, 4 layers, 64 px / patch 8".into(),
-        config,
-        trained: false,
-        source: None,
-        name: "untrained".into(),
-    })
-}
-
-/// Loads a NEPA safetensors checkpoint (official key names, with or without `vit_nepa.`).
-/// The architecture comes from the file's metadata or, for official files, its shapes.
-pub fn load_checkpoint(
-    bytes: Rc<Vec<u8>>,
-    name: &str,
-    device: &Device,
-) -> Result<LoadedModel, String> {
-    let config = infer_config(&bytes).map_err(|e| format!("{name}: {e}"))?;
-    let (model, report) = load_backbone(&bytes, &config, device, LoadOptions::default())
-        .map_err(|e| format!("{name}: {e}"))?;
-    let mut label = format!(
-        "{name}: D {}, {} layers, {} heads, {}×{} px / patch {}",
-        config.hidden_size,
-        config.num_hidden_layers,
-        config.num_attention_heads,
-        config.image_size[0],
-        config.image_size[1],
-        config.patch_size
-    );
-    if !report.unused_keys.is_empty() {
-        label.push_str(&format!(" ({} unused tensors)", report.unused_keys.len()));
+    fn post(&self, message: &JsValue, transfer: &Array) {
+        if let Err(e) = self.worker.post_message_with_transfer(message, transfer) {
+            (self.unasked)(
+                Reply::Failed(WebError::internal(format!(
+                    "a message could not reach the engine: {e:?}"
+                ))),
+                None,
+            );
+        }
     }
-    Ok(LoadedModel {
-        model: model.set_causal(config.is_causal),
-        config,
-        label,
-        trained: true,
-        source: Some(bytes),
-        name: name.to_string(),
-    })
+
+    /// Sends a request with an optional payload (a `File`, an array of them); `on_reply`
+    /// gets its progress and its result. Returns the request's id (for Cancel and Pause).
+    pub fn send(
+        &self,
+        request: Request,
+        payload: Option<JsValue>,
+        on_reply: impl Fn(Reply, Option<Uint8Array>) + 'static,
+    ) -> RequestId {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.handlers.borrow_mut().insert(id, Rc::new(on_reply));
+        let message = Object::new();
+        let json = encode(&ToWorker { id, request });
+        let _ = Reflect::set(&message, &"json".into(), &json.into());
+        let _ = Reflect::set(
+            &message,
+            &"payload".into(),
+            &payload.unwrap_or(JsValue::NULL),
+        );
+        let message: JsValue = message.into();
+        // Files are structured-cloned as handles: nothing to transfer from the page.
+        let transfer = Array::new();
+        match self.queue.borrow_mut().as_mut() {
+            Some(queue) => queue.push((message, transfer)),
+            None => self.post(&message, &transfer),
+        }
+        id
+    }
+
+    /// Sends a request whose replies nobody waits for (Cancel, Pause).
+    pub fn tell(&self, request: Request) {
+        self.send(request, None, |_, _| {});
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.worker.terminate();
+    }
 }

@@ -21,9 +21,19 @@ export async function serve(root, extra = {}) {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
     if (typeof extra[path] === 'function') return extra[path](req, res);
     const file = extra[path] ?? join(root, path.endsWith('/') ? path + 'index.html' : path);
+    const type = TYPES[extname(file)] ?? 'application/octet-stream';
+    // The build's precompressed copy when the browser accepts gzip (scripts/wasm-opt.sh), as
+    // a static server configured for precompressed files does.
+    if (!extra[path] && /\bgzip\b/.test(req.headers['accept-encoding'] ?? '')) {
+      const gz = await readFile(file + '.gz').catch(() => null);
+      if (gz) {
+        res.writeHead(200, { 'content-type': type, 'content-encoding': 'gzip', 'content-length': gz.length });
+        return res.end(gz);
+      }
+    }
     try {
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+      res.writeHead(200, { 'content-type': type });
       res.end(body);
     } catch {
       res.writeHead(404).end('not found');

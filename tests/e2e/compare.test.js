@@ -1,5 +1,5 @@
 // The Compare page end to end: the shared benchmark run in the browser (WebGPU on
-// SwiftShader, and the Flex CPU fallback via ?cpu) against the committed native Flex report
+// SwiftShader after the switch, and the Flex CPU backend the page picks over SwiftShader) against the committed native Flex report
 // (tests/fixtures/bench-native-flex.json, kept honest by a native test): same seed, data
 // and init, so the loss curves must agree within 1e-3 and the output digests closely.
 import { test } from 'node:test';
@@ -13,11 +13,19 @@ const DIST = process.env.NEPA_DIST ?? join(ROOT, 'dist');
 const OUT = join(ROOT, 'target/e2e');
 const NATIVE = join(ROOT, 'tests/fixtures/bench-native-flex.json');
 
-async function runCompare(query, label) {
+// `useAdapter`: click the page's switch to the software WebGPU adapter it passed over.
+async function runCompare(label, useAdapter) {
   await withPage(DIST, {}, async ({ page, url }) => {
-    await page.goto(url + query);
+    await page.goto(url);
     await page.waitForFunction(() => /WebGPU|CPU/.test(document.getElementById('device')?.textContent ?? ''),
       null, { timeout: 120_000 });
+    // On SwiftShader the page picks the CPU (Flex) and offers the adapter.
+    assert.match(await page.textContent('#device'), /CPU \(Flex.*software rasteriser/);
+    if (useAdapter) {
+      await page.click('#use-software-gpu');
+      await page.waitForFunction(() => /Compute: WebGPU/.test(document.getElementById('device')?.textContent ?? ''),
+        null, { timeout: 120_000 });
+    }
     await page.click('#tab-compare');
     // A report of another schema is refused with a clear message.
     await page.setInputFiles('#native-report', { name: 'other.json', mimeType: 'application/json',
@@ -59,10 +67,10 @@ async function runCompare(query, label) {
   });
 }
 
-test('Compare page on WebGPU: same loss curve as native Flex within 1e-3', { timeout: 700_000 }, async () => {
-  await runCompare('', 'webgpu');
+test('Compare page on WebGPU (the switch to the software adapter): same loss curve as native Flex within 1e-3', { timeout: 700_000 }, async () => {
+  await runCompare('webgpu', true);
 });
 
-test('Compare page on the CPU fallback (?cpu): same loss curve as native Flex within 1e-3', { timeout: 700_000 }, async () => {
-  await runCompare('?cpu', 'browser-flex');
+test('Compare page on the CPU the page picked over SwiftShader: same loss curve as native Flex within 1e-3', { timeout: 700_000 }, async () => {
+  await runCompare('browser-flex', false);
 });

@@ -31,6 +31,9 @@ async function ready(page) {
 async function stillRenders(page, row, col) {
   assert.match(await page.textContent('#model'), DEMO, 'the loaded model is kept');
   await page.waitForSelector('#views canvas#attention', { timeout: 120_000 });
+  // The banners above the maps are gone (they move the maps when they go).
+  await page.waitForFunction(() => !document.getElementById('loading') && !document.getElementById('errors'));
+  await page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
   const box = await (await page.$('#attention')).boundingBox();
   await page.mouse.click(box.x + box.width * ((col + 0.5) / 8), box.y + box.height * ((row + 0.5) / 8));
   await page.waitForFunction(([r, c]) => new RegExp(`Query patch \\(${r}, ${c}\\)`)
@@ -127,7 +130,7 @@ function hostileRoutes() {
 
 async function loadUrl(page, url) {
   await page.fill('#model-url', url);
-  await page.click('text=load');
+  await page.click('#load-url');
 }
 
 test('downloads by URL: stall, too large (header and stream), cancel — clear errors, the model stays', { timeout: 400_000 }, async () => {

@@ -22,9 +22,9 @@ async function canvasStats(page, id) {
   }, id);
 }
 
-test('bundled photo: WebGPU, click a patch, five views with content', { timeout: 400_000 }, async () => {
+test('bundled photo: WebGPU (?webgpu), click a patch, five views with content', { timeout: 400_000 }, async () => {
   await withPage(DIST, {}, async ({ page, url }) => {
-    await page.goto(url);
+    await page.goto(`${url}?webgpu`);
     await page.waitForFunction(() => /WebGPU|CPU/.test(document.getElementById('device')?.textContent ?? ''),
       null, { timeout: 120_000 });
     const device = await page.textContent('#device');
@@ -87,7 +87,7 @@ test('a checkpoint loads by URL with a download progress bar', { timeout: 300_00
         .observe(document.body, { childList: true, subtree: true });
     });
     await page.fill('#model-url', `${url}models/reference.safetensors`);
-    await page.click('text=load');
+    await page.click('#load-url');
     await page.waitForFunction(() => /reference\.safetensors: D 32, 2 layers, 4 heads/.test(document.getElementById('model')?.textContent ?? ''),
       null, { timeout: 60_000 });
     assert.equal(await page.evaluate(() => window.sawProgress), true, 'a progress bar was shown during the download');
@@ -119,7 +119,7 @@ test('adapt to my images: NEPA steps on the gallery update the model and the map
 
 test('a lost GPU device is reported, and the page continues on the CPU', { timeout: 600_000 }, async () => {
   await withPage(DIST, {}, async ({ page, url }) => {
-    await page.goto(url);
+    await page.goto(`${url}?webgpu`);
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
     assert.match(await page.textContent('#device'), /WebGPU/);
     // A real loss: the page's GPUDevice is destroyed (the hook exists for this test).

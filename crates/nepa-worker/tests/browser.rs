@@ -44,8 +44,8 @@ async fn webgpu() -> Device {
     device
 }
 
-const MODEL: &[u8] = include_bytes!("fixtures/causal_swiglu_4x3.model.safetensors");
-const IO: &[u8] = include_bytes!("fixtures/causal_swiglu_4x3.io.safetensors");
+const MODEL: &[u8] = include_bytes!("../../../tests/fixtures/causal_swiglu_4x3.model.safetensors");
+const IO: &[u8] = include_bytes!("../../../tests/fixtures/causal_swiglu_4x3.io.safetensors");
 
 fn io_tensor(key: &str) -> (Vec<usize>, Vec<f32>) {
     let file = SafeTensors::deserialize(IO).unwrap();

@@ -1,0 +1,279 @@
+//! The models: the bundled demo checkpoint, a checkpoint from a file or a URL (kept in Cache
+//! Storage), or the random init; and loading the current one again on another device.
+
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use nepa::checkpoint::{infer_config, load_backbone};
+use nepa::{LoadOptions, NepaConfig, NepaModel};
+use nepa_protocol::{DownloadLimits, ModelInfo, Progress, Reply, WebError};
+use wasm_bindgen::JsValue;
+use web_time::Instant;
+
+use crate::bridge::{self, Responder};
+use crate::state::{ComputeDevice, Engine, LoadedModel};
+use crate::tasks::Control;
+use crate::{cache, fetch, files, platform};
+
+/// The bundled demo checkpoint, next to the worker's script (the dist root).
+pub const DEMO_CHECKPOINT: &str = "nepa-demo.safetensors";
+
+/// The random-init model: small, so the first forward pass is quick.
+pub fn untrained_model(device: &Device) -> Result<LoadedModel, String> {
+    let config = NepaConfig::new(96, 4, 4)
+        .with_image_size(64, 64)
+        .with_patch_size(8)
+        .with_layerscale(0.1);
+    device.seed(0);
+    let model = NepaModel::new(&config, device).map_err(|e| e.to_string())?;
+    Ok(LoadedModel {
+        model,
+        label: "untrained: random init, D 96, 4 layers, 64 px / patch 8".into(),
+        config,
+        trained: false,
+        source: None,
+        name: "untrained".into(),
+    })
+}
+
+/// Builds the model of a checkpoint whose config is known (the upload to the device).
+fn build(
+    bytes: Rc<Vec<u8>>,
+    name: &str,
+    config: NepaConfig,
+    device: &Device,
+) -> Result<LoadedModel, String> {
+    let (model, report) = load_backbone(&bytes, &config, device, LoadOptions::default())
+        .map_err(|e| format!("{name}: {e}"))?;
+    let mut label = format!(
+        "{name}: D {}, {} layers, {} heads, {}×{} px / patch {}",
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        config.image_size[0],
+        config.image_size[1],
+        config.patch_size
+    );
+    if !report.unused_keys.is_empty() {
+        label.push_str(&format!(" ({} unused tensors)", report.unused_keys.len()));
+    }
+    Ok(LoadedModel {
+        model: model.set_causal(config.is_causal),
+        config,
+        label,
+        trained: true,
+        source: Some(bytes),
+        name: name.to_string(),
+    })
+}
+
+/// Loads a NEPA safetensors checkpoint (architecture from its metadata or shapes).
+pub fn load_checkpoint(
+    bytes: Rc<Vec<u8>>,
+    name: &str,
+    device: &Device,
+) -> Result<LoadedModel, String> {
+    let config = infer_config(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    build(bytes, name, config, device)
+}
+
+/// Parses and uploads with the stages reported; yields between them so other messages get in.
+async fn load_staged(
+    r: &Responder,
+    bytes: Vec<u8>,
+    name: &str,
+    device: &Device,
+) -> Result<LoadedModel, WebError> {
+    let bytes = Rc::new(bytes);
+    r.progress(Progress::counted("parsing", 0, Some(bytes.len() as u64)));
+    platform::sleep(0).await;
+    let bad = |e: String| WebError::bad_input(format!("checkpoint does not fit: {e}"));
+    let config = infer_config(&bytes).map_err(|e| bad(format!("{name}: {e}")))?;
+    r.stage("uploading to the device");
+    platform::sleep(0).await;
+    build(bytes, name, config, device).map_err(bad)
+}
+
+/// Makes `model` current and describes it.
+fn install(
+    engine: &Engine,
+    model: LoadedModel,
+    load_ms: Option<f64>,
+    from_cache: bool,
+) -> ModelInfo {
+    let (label, trained) = (model.label.clone(), model.trained);
+    let (layers, heads) = (
+        model.config.num_hidden_layers,
+        model.config.num_attention_heads,
+    );
+    let version = engine.set_model(model);
+    ModelInfo {
+        version,
+        label,
+        trained,
+        layers,
+        heads,
+        load_ms,
+        wasm_memory_bytes: platform::wasm_memory_bytes(),
+        from_cache,
+    }
+}
+
+/// Installs a changed model (adaptation, a new device, the demo's fallback) and announces it
+/// to request `r` (`ModelUpdated`, not final).
+pub fn announce(engine: &Engine, r: &Responder, model: LoadedModel) {
+    let info = install(engine, model, None, false);
+    r.reply(Reply::ModelUpdated(info));
+}
+
+fn elapsed_ms(started: Instant) -> Option<f64> {
+    Some(started.elapsed().as_secs_f64() * 1e3)
+}
+
+/// `LoadDemo`: the bundled checkpoint. If it does not load, the untrained model is announced
+/// (`ModelUpdated`), then the request fails with the reason.
+pub async fn load_demo(engine: Rc<Engine>, r: Responder, control: Rc<Control>) {
+    let started = Instant::now();
+    let result = async {
+        let device = engine.ready_device().await?;
+        r.progress(Progress::counted("downloading", 0, None));
+        let limits = DownloadLimits::default();
+        let bytes = fetch::fetch_with_progress(DEMO_CHECKPOINT, limits, &control, |done, total| {
+            r.progress(Progress::counted(
+                "downloading",
+                done,
+                (total > 0).then_some(total),
+            ))
+        })
+        .await?;
+        load_staged(&r, bytes, DEMO_CHECKPOINT, &device.device).await
+    }
+    .await;
+    match result {
+        Ok(model) => r.reply(Reply::ModelReady(install(
+            &engine,
+            model,
+            elapsed_ms(started),
+            false,
+        ))),
+        Err(e) => {
+            let fallback = engine
+                .ready_device()
+                .await
+                .and_then(|d| untrained_model(&d.device).map_err(WebError::model));
+            match fallback {
+                Ok(model) => announce(&engine, &r, model),
+                Err(e) => bridge::event(Reply::Failed(e)),
+            }
+            r.fail(WebError::new(
+                e.kind,
+                format!(
+                    "the bundled demo model did not load ({}); showing an untrained model",
+                    e.message.trim_start_matches("checkpoint does not fit: ")
+                ),
+            ));
+        }
+    }
+}
+
+/// `LoadFile`: a checkpoint from the payload's `File`.
+pub async fn load_file(
+    engine: Rc<Engine>,
+    r: Responder,
+    name: String,
+    payload: JsValue,
+) -> Result<Reply, WebError> {
+    let started = Instant::now();
+    let device = engine.ready_device().await?;
+    let file = files::from_payload(&payload)
+        .into_iter()
+        .next()
+        .ok_or_else(|| WebError::internal(format!("{name}: the message carries no file")))?;
+    let bytes = files::read(&file, |done, total| {
+        r.progress(Progress::counted("reading", done, Some(total)))
+    })
+    .await?;
+    let model = load_staged(&r, bytes, &name, &device.device).await?;
+    Ok(Reply::ModelReady(install(
+        &engine,
+        model,
+        elapsed_ms(started),
+        false,
+    )))
+}
+
+/// The file name a URL's checkpoint is shown under.
+fn url_name(url: &str) -> String {
+    let name = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("model.safetensors");
+    if name.ends_with(".safetensors") {
+        name.to_string()
+    } else {
+        format!("{name}.safetensors")
+    }
+}
+
+/// `LoadUrl`: from Cache Storage when kept there, else downloaded (and then kept).
+pub async fn load_url(
+    engine: Rc<Engine>,
+    r: Responder,
+    url: String,
+    limits: DownloadLimits,
+    control: Rc<Control>,
+) -> Result<Reply, WebError> {
+    let started = Instant::now();
+    let device = engine.ready_device().await?;
+    let name = url_name(&url);
+    let on_hit = || r.stage("reading from the browser cache");
+    if let Some(bytes) = cache::read(&url, limits.cap_bytes, on_hit).await? {
+        match load_staged(&r, bytes, &name, &device.device).await {
+            Ok(model) => {
+                return Ok(Reply::ModelReady(install(
+                    &engine,
+                    model,
+                    elapsed_ms(started),
+                    true,
+                )));
+            }
+            // A broken entry: forget it and download again.
+            Err(_) => cache::forget(&url).await,
+        }
+    }
+    let bytes = fetch::fetch_with_progress(&url, limits, &control, |done, total| {
+        r.progress(Progress::counted(
+            "downloading",
+            done,
+            (total > 0).then_some(total),
+        ))
+    })
+    .await?;
+    let model = load_staged(&r, bytes, &name, &device.device).await?;
+    let info = install(&engine, model, elapsed_ms(started), false);
+    if let Some(source) = engine.model()?.source.clone() {
+        cache::keep(&url, &source).await;
+    }
+    Ok(Reply::ModelReady(info))
+}
+
+/// After a device switch: the current model (and the fine-tuned classifier) again on the new
+/// device, announced to `r` (`ModelUpdated`); an error is announced as `Failed` (`id: None`).
+pub fn reload_on_device(engine: &Engine, r: &Responder, device: &ComputeDevice) {
+    let Some(current) = engine.model.borrow().clone() else {
+        return;
+    };
+    let reloaded = match &current.source {
+        Some(bytes) => load_checkpoint(bytes.clone(), &current.name, &device.device),
+        None => untrained_model(&device.device),
+    };
+    match reloaded {
+        Ok(model) => announce(engine, r, model),
+        Err(e) => bridge::event(Reply::Failed(WebError::device(e))),
+    }
+    crate::trained::reload_on_device(engine, device);
+}

@@ -1,0 +1,213 @@
+// The page as an app: every model computation runs in the engine worker, so the page never
+// blocks (a zero-delay timer on the page is measured while the engine trains); a NEPA-B-shaped
+// checkpoint loads by file and by URL (kept in Cache Storage); late views are dropped; the
+// device pick passes over a software WebGPU adapter.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { mkdir, stat, readFile } from 'node:fs/promises';
+import { withPage } from './browser.js';
+import { writeNepaB } from './nepa-b.js';
+
+const ROOT = join(import.meta.dirname, '../..');
+const DIST = process.env.NEPA_DIST ?? join(ROOT, 'dist');
+const OUT = join(ROOT, 'target/e2e');
+
+/** Starts measuring the page's timer lag: the longest gap between two zero-delay timers. */
+async function startLagMonitor(page) {
+  await page.evaluate(() => {
+    window.maxLag = 0;
+    let last = performance.now();
+    const tick = () => {
+      const now = performance.now();
+      window.maxLag = Math.max(window.maxLag, now - last);
+      last = now;
+      setTimeout(tick, 0);
+    };
+    setTimeout(tick, 0);
+  });
+}
+
+const textOf = (page, id) => page.evaluate((id) => document.getElementById(id)?.textContent ?? '', id);
+
+async function modelReady(page, pattern = /safetensors/) {
+  await page.waitForFunction((p) => new RegExp(p).test(document.getElementById('model')?.textContent ?? ''),
+    pattern.source, { timeout: 300_000 });
+}
+
+/** The view on screen is of the current model (its version) and the selected image. */
+async function viewOfCurrentModel(page, timeout = 300_000) {
+  await page.waitForFunction(() => {
+    const version = document.getElementById('model')?.dataset.version;
+    const views = document.getElementById('views');
+    return version && views && views.dataset.key.startsWith(`v${version}/`) && !document.getElementById('busy');
+  }, null, { timeout });
+}
+
+async function adaptAndFinetune(page) {
+  await page.fill('#adapt-steps', '3');
+  await page.click('#adapt');
+  await page.waitForFunction(() => /adapted 3\/3 steps/.test(document.getElementById('adapt-status')?.textContent ?? ''),
+    null, { timeout: 400_000 });
+  await page.click('#tab-finetune');
+  await page.click('#load-sample');
+  await page.waitForFunction(() => document.querySelectorAll('.class-card').length === 4, null, { timeout: 60_000 });
+  for (const [id, value] of [['#steps', 4], ['#batch', 4]]) {
+    await page.fill(id, String(value));
+    await page.dispatchEvent(id, 'change');
+  }
+  await page.click('#train');
+  await page.waitForFunction(() => /finished/.test(document.getElementById('train-status')?.textContent ?? '')
+    && document.getElementById('trained-summary'), null, { timeout: 400_000 });
+}
+
+for (const [label, query, webgpu] of [['CPU fallback (?cpu)', '?cpu', true], ['no WebGPU in the browser', '', false],
+  ['WebGPU (?webgpu, SwiftShader)', '?webgpu', true]]) {
+  test(`the page never blocks while the engine adapts and fine-tunes: ${label}`, { timeout: 900_000 }, async () => {
+    await withPage(DIST, { webgpu }, async ({ page, url }) => {
+      await page.goto(url + query);
+      await modelReady(page);
+      await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
+      await startLagMonitor(page);
+      await adaptAndFinetune(page);
+      const lag = await page.evaluate(() => window.maxLag);
+      console.log(`${label}: ${await textOf(page, 'device')} · max timer lag ${lag.toFixed(1)} ms · ${await textOf(page, 'train-status')}`);
+      assert.ok(lag <= 100, `the page's zero-delay timer lagged ${lag.toFixed(1)} ms`);
+    });
+  });
+}
+
+test('a NEPA-B-shaped checkpoint loads by file and by URL (then from the browser cache) and analyses a photo', { timeout: 1_500_000 }, async () => {
+  await mkdir(OUT, { recursive: true });
+  const path = join(OUT, 'nepa-b.safetensors');
+  const size = await stat(path).then((s) => s.size).catch(() => 0) || await writeNepaB(path);
+  let served = 0;
+  const serveB = async (req, res) => {
+    served += 1;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
+    res.end(await readFile(path));
+  };
+  const shape = /D 768, 12 layers, 12 heads, 224×224 px \/ patch 14/;
+  await withPage(DIST, { extra: { '/models/nepa-b.safetensors': serveB } }, async ({ page, url }) => {
+    await page.goto(url);
+    await modelReady(page);
+    await startLagMonitor(page);
+    let started = Date.now();
+    await page.setInputFiles('#file-input', path);
+    await modelReady(page, new RegExp(`nepa-b\\.safetensors: ${shape.source}`));
+    const byFile = await textOf(page, 'model');
+    console.log(`by file (${(size / 1e6).toFixed(0)} MB): ${byFile} · ${Date.now() - started} ms to the model`);
+    started = Date.now();
+    await viewOfCurrentModel(page, 1_200_000);
+    console.log(`first analysis with NEPA-B: ${Date.now() - started} ms · ${await textOf(page, 'latency')}`);
+    const memory = Number(/engine memory ([\d.]+) MB/.exec(byFile)[1]);
+    assert.ok(memory < 1073.7, `the engine's wasm memory stays under 1 GiB: ${memory} MB`);
+
+    await page.fill('#model-url', `${url}models/nepa-b.safetensors`);
+    await page.click('#load-url');
+    await page.waitForSelector('#download', { timeout: 60_000 });
+    await page.waitForFunction((v) => document.getElementById('model')?.dataset.version !== v && !document.getElementById('loading'),
+      await page.evaluate(() => document.getElementById('model').dataset.version), { timeout: 600_000 });
+    console.log(`by URL: ${await textOf(page, 'model')}`);
+    assert.match(await textOf(page, 'model'), shape);
+    assert.equal(served, 1);
+    const lag = await page.evaluate(() => window.maxLag);
+    console.log(`max timer lag while loading and analysing: ${lag.toFixed(1)} ms`);
+    assert.ok(lag <= 100, `timer lag ${lag.toFixed(1)} ms`);
+
+    // After a reload the same URL comes from Cache Storage, not the network; it can be deleted.
+    await page.reload();
+    await modelReady(page, /nepa-demo/);
+    await page.waitForSelector('#cache li.cached', { state: 'attached', timeout: 60_000 });
+    await page.fill('#model-url', `${url}models/nepa-b.safetensors`);
+    await page.click('#load-url');
+    await modelReady(page, /from the browser cache/);
+    assert.equal(served, 1, 'the second load did not download');
+    await page.click('#cache summary');
+    await page.click('#cache .delete-cached');
+    await page.waitForFunction(() => !document.querySelector('#cache li.cached'), null, { timeout: 30_000 });
+  });
+});
+
+test('clicking two patches and switching image at once shows the maps of the last click only', { timeout: 600_000 }, async () => {
+  await withPage(DIST, {}, async ({ page, url }) => {
+    await page.goto(url);
+    await modelReady(page);
+    await page.waitForFunction(() => document.querySelectorAll('#gallery .thumb').length === 3, null, { timeout: 60_000 });
+    await viewOfCurrentModel(page);
+    // Record every view key shown from now on.
+    await page.evaluate(() => {
+      window.shownKeys = [];
+      const views = document.getElementById('views').parentElement;
+      new MutationObserver(() => {
+        const key = document.getElementById('views')?.dataset.key;
+        if (key && key !== window.shownKeys.at(-1)) window.shownKeys.push(key);
+      }).observe(views, { attributes: true, subtree: true, childList: true });
+    });
+    const before = await page.evaluate(() => document.getElementById('views').dataset.key);
+    // Three events in one task: patch (1, 1), patch (6, 3), then the second image.
+    await page.evaluate(() => {
+      const click = (fx, fy) => {
+        const c = document.getElementById('attention');
+        const r = c.getBoundingClientRect();
+        c.dispatchEvent(new MouseEvent('click', { bubbles: true, clientX: r.left + r.width * fx, clientY: r.top + r.height * fy }));
+      };
+      click(1.5 / 8, 1.5 / 8);
+      click(3.5 / 8, 6.5 / 8);
+      document.querySelectorAll('#gallery .thumb')[1].click();
+    });
+    await page.waitForFunction(() => /r6c3$/.test(document.getElementById('views')?.dataset.key ?? '')
+      && !document.getElementById('busy'), null, { timeout: 300_000 });
+    await page.waitForTimeout(2000);
+    const shown = await page.evaluate(() => window.shownKeys.filter((k) => k !== undefined));
+    const second = await page.evaluate(() => document.querySelectorAll('#gallery .thumb')[1].title);
+    console.log(`before ${before}; shown after the clicks: ${JSON.stringify(shown)}`);
+    assert.equal(shown.at(-1).endsWith('r6c3'), true);
+    assert.deepEqual(shown.filter((k) => k !== before), [shown.at(-1)], 'no stale view was shown');
+    assert.equal(await page.evaluate(() => document.getElementById('views').dataset.image), second);
+    assert.match(await page.textContent('.hint'), /Query patch \(6, 3\)/);
+  });
+});
+
+test('on SwiftShader the page picks the CPU and says why; the switch moves to the adapter', { timeout: 600_000 }, async () => {
+  await withPage(DIST, {}, async ({ page, url }) => {
+    await page.goto(url);
+    await page.waitForFunction(() => /Compute:/.test(document.getElementById('device')?.textContent ?? ''), null, { timeout: 120_000 });
+    const device = await textOf(page, 'device');
+    console.log(`auto: ${device}`);
+    assert.match(device, /CPU \(Flex/);
+    assert.match(device, /software rasteriser/i);
+    await modelReady(page);
+    await page.click('#use-software-gpu');
+    await page.waitForFunction(() => /Compute: WebGPU/.test(document.getElementById('device')?.textContent ?? ''), null, { timeout: 120_000 });
+    await viewOfCurrentModel(page);
+    console.log(`after the switch: ${await textOf(page, 'device')}`);
+    assert.equal(await page.$('#use-software-gpu'), null);
+  });
+});
+
+/** Milliseconds from navigation to: the tabs, the gallery, the model, the first map. */
+async function startupTimes(page, url) {
+  const started = Date.now();
+  await page.goto(url);
+  const at = async (fn, timeout = 300_000) => { await page.waitForFunction(fn, null, { timeout, polling: 20 }); return Date.now() - started; };
+  const [tabs, gallery, model, map] = await Promise.all([
+    at(() => document.getElementById('tab-finetune')),
+    at(() => document.querySelectorAll('#gallery .thumb').length === 3),
+    at(() => /safetensors/.test(document.getElementById('model')?.textContent ?? '')),
+    at(() => document.querySelector('#views canvas#attention')),
+  ]);
+  return { tabs, gallery, model, map };
+}
+
+test('startup: the page is usable before the model has loaded; time to the first map, cold and warm', { timeout: 600_000 }, async () => {
+  await withPage(DIST, {}, async ({ page, url }) => {
+    const cold = await startupTimes(page, url);
+    const warm = await startupTimes(page, url);
+    console.log(`startup (ms from navigation) cold: ${JSON.stringify(cold)} · warm: ${JSON.stringify(warm)}`);
+    for (const t of [cold, warm]) assert.ok(t.tabs < t.model, `the tabs came before the model: ${JSON.stringify(t)}`);
+    // The tabs work while the engine is still busy.
+    await page.click('#tab-compare');
+    assert.equal(await page.isVisible('#compare'), true);
+  });
+});
