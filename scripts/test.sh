@@ -31,9 +31,9 @@ cargo test -q -p nepa --test fuzz -- --nocapture --test-threads=1 2>&1 \
 step "web app build (trunk, wasm32)"
 trunk build --release
 
-step "model crate in headless Chromium (wasm-bindgen-test: WebGPU and Flex)"
+step "model crate in headless Chromium (wasm-bindgen-test: WebGPU and Flex; the bundles' profile, so it reuses their build)"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
-  cargo test --release --target wasm32-unknown-unknown -p nepa-worker --test browser
+  cargo test --profile wasm-release --target wasm32-unknown-unknown -p nepa-worker --test browser
 
 step "end-to-end tests in headless Chromium"
 # The native binary the tests above built (the fine-tuning test runs `nepa eval` on the page's download).

@@ -15,7 +15,7 @@ elif [ ! -x "$bin" ]; then
 else
   for wasm in "$dir"/*.wasm; do
     before=$(stat -c %s "$wasm")
-    "$bin" -Os --strip-debug --strip-producers "$wasm" -o "$wasm.opt"
+    "$bin" -Oz --strip-debug --strip-producers "$wasm" -o "$wasm.opt"
     mv "$wasm.opt" "$wasm"
     echo "wasm-opt: $(basename "$wasm") $before -> $(stat -c %s "$wasm") bytes"
   done

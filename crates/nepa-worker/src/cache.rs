@@ -5,7 +5,6 @@ use nepa_protocol::{CachedCheckpoint, Reply, WebError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::fetch::into_wasm_memory;
 use crate::platform::describe;
 
 #[wasm_bindgen(inline_js = r#"
@@ -18,13 +17,9 @@ export async function cache_match(url) {
   if (!globalThis.caches) return null;
   return (await (await open()).match(url)) || null;
 }
-export function cache_put(url, bytes) {
-  // Copied before the first await: the view points into wasm memory.
-  const copy = bytes.slice();
-  return (async () => {
-    const headers = { 'content-type': 'application/octet-stream', 'content-length': String(copy.byteLength) };
-    await (await open()).put(url, new Response(copy, { headers }));
-  })();
+export async function cache_put(url, bytes) {
+  const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) };
+  await (await open()).put(url, new Response(bytes, { headers }));
 }
 export async function cache_list() {
   const cache = await open();
@@ -43,32 +38,23 @@ export async function cache_delete(url) {
 "#)]
 extern "C" {
     fn cache_match(url: &str) -> js_sys::Promise;
-    fn cache_put(url: &str, bytes: &[u8]) -> js_sys::Promise;
+    fn cache_put(url: &str, bytes: &js_sys::Uint8Array) -> js_sys::Promise;
     fn cache_list() -> js_sys::Promise;
     fn cache_delete(url: &str) -> js_sys::Promise;
 }
 
-/// The kept bytes of `url`, if any (an unreadable cache counts as none); `on_hit` runs before
-/// a kept entry is read.
-pub async fn read(url: &str, cap: u64, on_hit: impl Fn()) -> Result<Option<Vec<u8>>, WebError> {
-    let Ok(value) = JsFuture::from(cache_match(url)).await else {
-        return Ok(None);
-    };
-    let Ok(response) = value.dyn_into::<web_sys::Response>() else {
-        return Ok(None);
-    };
+/// The kept bytes of `url` (in JS memory), if any (an unreadable cache counts as none);
+/// `on_hit` runs before a kept entry is read.
+pub async fn read(url: &str, on_hit: impl Fn()) -> Option<js_sys::Uint8Array> {
+    let value = JsFuture::from(cache_match(url)).await.ok()?;
+    let response = value.dyn_into::<web_sys::Response>().ok()?;
     on_hit();
-    let Ok(promise) = response.array_buffer() else {
-        return Ok(None);
-    };
-    let Ok(buffer) = JsFuture::from(promise).await else {
-        return Ok(None);
-    };
-    into_wasm_memory(url, &[js_sys::Uint8Array::new(&buffer)], cap).map(Some)
+    let buffer = JsFuture::from(response.array_buffer().ok()?).await.ok()?;
+    Some(js_sys::Uint8Array::new(&buffer))
 }
 
 /// Keeps `bytes` for `url`; a failure is logged, not fatal.
-pub async fn keep(url: &str, bytes: &[u8]) {
+pub async fn keep(url: &str, bytes: &js_sys::Uint8Array) {
     if let Err(e) = JsFuture::from(cache_put(url, bytes)).await {
         web_sys::console::warn_1(
             &format!(

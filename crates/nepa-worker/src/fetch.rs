@@ -136,13 +136,14 @@ impl Download<'_> {
 /// Fetches a URL while reporting `(received, total)` bytes (total from Content-Length, 0 if
 /// unknown) after every chunk. Refuses bodies over the cap (from Content-Length before
 /// reading, else as soon as the stream passes it), stalls and slow downloads, and stops when
-/// the request is cancelled.
-pub async fn fetch_with_progress(
+/// the request is cancelled. The body stays in JS memory, as the chunks it came in: the
+/// caller decides when to copy it into the wasm heap.
+pub async fn fetch_chunks(
     url: &str,
     limits: DownloadLimits,
     control: &Control,
     progress: impl Fn(u64, u64),
-) -> Result<Vec<u8>, WebError> {
+) -> Result<Vec<js_sys::Uint8Array>, WebError> {
     let controller = new_abort_controller();
     let abort = controller.clone();
     control.set_on_cancel(Box::new(move || abort_controller(&abort)));
@@ -171,8 +172,7 @@ pub async fn fetch_with_progress(
             limits.cap_bytes,
         ));
     }
-    let chunks = read_body(&download, &response, total, progress).await?;
-    into_wasm_memory(url, &chunks, limits.cap_bytes)
+    read_body(&download, &response, total, progress).await
 }
 
 /// The body's chunks, as JS arrays, under the limits.

@@ -27,6 +27,15 @@ pub fn from_payload(payload: &JsValue) -> Vec<web_sys::File> {
 
 /// Reads a `File`, reporting bytes read; refused before reading when over the cap.
 pub async fn read(file: &web_sys::File, progress: impl Fn(u64, u64)) -> Result<Vec<u8>, WebError> {
+    let chunks = read_chunks(file, progress).await?;
+    into_wasm_memory(&file.name(), &chunks, MAX_FILE_BYTES)
+}
+
+/// [`read`], the bytes left in JS memory as the chunks the stream gave.
+pub async fn read_chunks(
+    file: &web_sys::File,
+    progress: impl Fn(u64, u64),
+) -> Result<Vec<js_sys::Uint8Array>, WebError> {
     let name = file.name();
     let size = file.size();
     if size > MAX_FILE_BYTES as f64 {
@@ -61,5 +70,5 @@ pub async fn read(file: &web_sys::File, progress: impl Fn(u64, u64)) -> Result<V
         chunks.push(array);
         progress(received, size as u64);
     }
-    into_wasm_memory(&name, &chunks, MAX_FILE_BYTES)
+    Ok(chunks)
 }

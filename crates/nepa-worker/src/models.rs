@@ -10,7 +10,7 @@ use nepa_protocol::{DownloadLimits, ModelInfo, Progress, Reply, WebError};
 use wasm_bindgen::JsValue;
 use web_time::Instant;
 
-use crate::bridge::{self, Responder};
+use crate::bridge::{self, ByteProgress, Responder};
 use crate::state::{ComputeDevice, Engine, LoadedModel};
 use crate::tasks::Control;
 use crate::{cache, fetch, files, platform};
@@ -38,12 +38,12 @@ pub fn untrained_model(device: &Device) -> Result<LoadedModel, String> {
 
 /// Builds the model of a checkpoint whose config is known (the upload to the device).
 fn build(
-    bytes: Rc<Vec<u8>>,
+    bytes: &[u8],
     name: &str,
     config: NepaConfig,
     device: &Device,
 ) -> Result<LoadedModel, String> {
-    let (model, report) = load_backbone(&bytes, &config, device, LoadOptions::default())
+    let (model, report) = load_backbone(bytes, &config, device, LoadOptions::default())
         .map_err(|e| format!("{name}: {e}"))?;
     let mut label = format!(
         "{name}: D {}, {} layers, {} heads, {}×{} px / patch {}",
@@ -62,36 +62,88 @@ fn build(
         config,
         label,
         trained: true,
-        source: Some(bytes),
+        source: Some(js_sys::Uint8Array::from(bytes)),
         name: name.to_string(),
     })
 }
 
 /// Loads a NEPA safetensors checkpoint (architecture from its metadata or shapes).
-pub fn load_checkpoint(
-    bytes: Rc<Vec<u8>>,
-    name: &str,
-    device: &Device,
-) -> Result<LoadedModel, String> {
-    let config = infer_config(&bytes).map_err(|e| format!("{name}: {e}"))?;
+pub fn load_checkpoint(bytes: &[u8], name: &str, device: &Device) -> Result<LoadedModel, String> {
+    let config = infer_config(bytes).map_err(|e| format!("{name}: {e}"))?;
     build(bytes, name, config, device)
 }
 
-/// Parses and uploads with the stages reported; yields between them so other messages get in.
+/// Checkpoints from this size on are loaded in place of the current model: it is freed
+/// before the new one is built, so that two large models never share the wasm heap (4 GiB at
+/// most, and it never shrinks). Smaller ones are built beside it.
+const LARGE_CHECKPOINT_BYTES: usize = 64 << 20;
+
+/// Frees the current model for a large load; gives back what it takes to rebuild it.
+fn free_for(engine: &Engine, bytes: usize) -> Option<(Option<js_sys::Uint8Array>, String)> {
+    if bytes < LARGE_CHECKPOINT_BYTES {
+        return None;
+    }
+    let previous = engine.take_model()?;
+    Some((previous.source.clone(), previous.name.clone()))
+}
+
+/// After a failed large load: the freed model again, from its checkpoint, same version.
+fn rebuild(
+    engine: &Engine,
+    previous: (Option<js_sys::Uint8Array>, String),
+    device: &Device,
+) -> String {
+    let (source, name) = previous;
+    let rebuilt = match &source {
+        Some(bytes) => load_checkpoint(&bytes.to_vec(), &name, device),
+        None => untrained_model(device),
+    };
+    match rebuilt {
+        Ok(model) => {
+            engine.restore_model(model);
+            format!("; the previous model ({name}) was loaded again from its checkpoint")
+        }
+        Err(e) => format!("; the previous model could not be loaded again: {e}"),
+    }
+}
+
+/// Copies a checkpoint into wasm memory, parses it and uploads it, with the stages reported
+/// (yielding between them so other messages get in). A large one replaces the current model
+/// in place: that is freed before the copy, and built again if the new one fails.
 async fn load_staged(
+    engine: &Engine,
     r: &Responder,
-    bytes: Vec<u8>,
+    chunks: Vec<js_sys::Uint8Array>,
     name: &str,
     device: &Device,
 ) -> Result<LoadedModel, WebError> {
-    let bytes = Rc::new(bytes);
-    r.progress(Progress::counted("parsing", 0, Some(bytes.len() as u64)));
+    let size: u64 = chunks.iter().map(|c| u64::from(c.length())).sum();
+    r.progress(Progress::counted("parsing", 0, Some(size)));
     platform::sleep(0).await;
+    let freed = free_for(engine, size as usize);
+    let loaded = parse_and_build(r, &chunks, name, device).await;
+    match (loaded, freed) {
+        (Ok(model), _) => Ok(model),
+        (Err(e), Some(previous)) => Err(WebError::new(
+            e.kind,
+            format!("{}{}", e.message, rebuild(engine, previous, device)),
+        )),
+        (Err(e), None) => Err(e),
+    }
+}
+
+async fn parse_and_build(
+    r: &Responder,
+    chunks: &[js_sys::Uint8Array],
+    name: &str,
+    device: &Device,
+) -> Result<LoadedModel, WebError> {
+    let bytes = fetch::into_wasm_memory(name, chunks, files::MAX_FILE_BYTES)?;
     let bad = |e: String| WebError::bad_input(format!("checkpoint does not fit: {e}"));
     let config = infer_config(&bytes).map_err(|e| bad(format!("{name}: {e}")))?;
     r.stage("uploading to the device");
     platform::sleep(0).await;
-    build(bytes, name, config, device).map_err(bad)
+    build(&bytes, name, config, device).map_err(bad)
 }
 
 /// Makes `model` current and describes it.
@@ -138,15 +190,12 @@ pub async fn load_demo(engine: Rc<Engine>, r: Responder, control: Rc<Control>) {
         let device = engine.ready_device().await?;
         r.progress(Progress::counted("downloading", 0, None));
         let limits = DownloadLimits::default();
-        let bytes = fetch::fetch_with_progress(DEMO_CHECKPOINT, limits, &control, |done, total| {
-            r.progress(Progress::counted(
-                "downloading",
-                done,
-                (total > 0).then_some(total),
-            ))
+        let progress = ByteProgress::new(r, "downloading");
+        let bytes = fetch::fetch_chunks(DEMO_CHECKPOINT, limits, &control, |done, total| {
+            progress.update(done, total)
         })
         .await?;
-        load_staged(&r, bytes, DEMO_CHECKPOINT, &device.device).await
+        load_staged(&engine, &r, bytes, DEMO_CHECKPOINT, &device.device).await
     }
     .await;
     match result {
@@ -189,11 +238,9 @@ pub async fn load_file(
         .into_iter()
         .next()
         .ok_or_else(|| WebError::internal(format!("{name}: the message carries no file")))?;
-    let bytes = files::read(&file, |done, total| {
-        r.progress(Progress::counted("reading", done, Some(total)))
-    })
-    .await?;
-    let model = load_staged(&r, bytes, &name, &device.device).await?;
+    let progress = ByteProgress::new(r, "reading");
+    let bytes = files::read_chunks(&file, |done, total| progress.update(done, total)).await?;
+    let model = load_staged(&engine, &r, bytes, &name, &device.device).await?;
     Ok(Reply::ModelReady(install(
         &engine,
         model,
@@ -231,8 +278,8 @@ pub async fn load_url(
     let device = engine.ready_device().await?;
     let name = url_name(&url);
     let on_hit = || r.stage("reading from the browser cache");
-    if let Some(bytes) = cache::read(&url, limits.cap_bytes, on_hit).await? {
-        match load_staged(&r, bytes, &name, &device.device).await {
+    if let Some(bytes) = cache::read(&url, on_hit).await {
+        match load_staged(&engine, &r, vec![bytes], &name, &device.device).await {
             Ok(model) => {
                 return Ok(Reply::ModelReady(install(
                     &engine,
@@ -245,15 +292,12 @@ pub async fn load_url(
             Err(_) => cache::forget(&url).await,
         }
     }
-    let bytes = fetch::fetch_with_progress(&url, limits, &control, |done, total| {
-        r.progress(Progress::counted(
-            "downloading",
-            done,
-            (total > 0).then_some(total),
-        ))
+    let progress = ByteProgress::new(r, "downloading");
+    let bytes = fetch::fetch_chunks(&url, limits, &control, |done, total| {
+        progress.update(done, total)
     })
     .await?;
-    let model = load_staged(&r, bytes, &name, &device.device).await?;
+    let model = load_staged(&engine, &r, bytes, &name, &device.device).await?;
     let info = install(&engine, model, elapsed_ms(started), false);
     if let Some(source) = engine.model()?.source.clone() {
         cache::keep(&url, &source).await;
@@ -268,7 +312,7 @@ pub fn reload_on_device(engine: &Engine, r: &Responder, device: &ComputeDevice) 
         return;
     };
     let reloaded = match &current.source {
-        Some(bytes) => load_checkpoint(bytes.clone(), &current.name, &device.device),
+        Some(bytes) => load_checkpoint(&bytes.to_vec(), &current.name, &device.device),
         None => untrained_model(&device.device),
     };
     match reloaded {

@@ -31,7 +31,9 @@ pub struct LoadedModel {
     pub label: String,
     pub trained: bool,
     /// The checkpoint bytes, to load it again on another device; `None` for the random init.
-    pub source: Option<Rc<Vec<u8>>>,
+    /// Kept in JS memory: the wasm heap never shrinks, so a copy there would cost its size
+    /// for the rest of the session.
+    pub source: Option<js_sys::Uint8Array>,
     pub name: String,
 }
 
@@ -95,6 +97,18 @@ impl Engine {
             .borrow()
             .clone()
             .ok_or_else(|| WebError::not_ready("no model is loaded yet"))
+    }
+
+    /// Takes the current model out, without a new version (to free its memory before a large
+    /// load; `restore_model` puts one back).
+    pub fn take_model(&self) -> Option<Rc<LoadedModel>> {
+        *self.renders.analysis.borrow_mut() = None;
+        self.model.borrow_mut().take()
+    }
+
+    /// Puts back a model taken out, under the same version.
+    pub fn restore_model(&self, model: LoadedModel) {
+        *self.model.borrow_mut() = Some(Rc::new(model));
     }
 
     /// Makes `model` the current one; returns its new version.

@@ -1,6 +1,6 @@
 //! The model crate in a real browser (headless Chromium via wasm-bindgen-test): device
 //! initialisation, loading a checkpoint from bytes, and a forward pass whose ẑ matches the
-//! PyTorch reference — which native Flex matches to 1e-4 (tests/parity.rs) — on WebGPU and
+//! PyTorch reference — which native Flex matches to 1e-4 (crates/nepa/tests/parity.rs) — on WebGPU and
 //! on the Flex (CPU, wasm) fallback. Also the async save path the browser must use.
 #![cfg(target_arch = "wasm32")]
 
