@@ -32,11 +32,9 @@ async function stillRenders(page, row, col) {
   assert.match(await page.textContent('#model'), DEMO, 'the loaded model is kept');
   await page.waitForSelector('#views canvas#attention', { timeout: 120_000 });
   // No load in progress: its bar and a late error would move the maps while we click.
-  await page.waitForFunction(() => !document.getElementById('loading'), null, { timeout: 5_000 }).catch(async (e) => {
-    console.log('STATE', await page.evaluate(() => [document.getElementById('loading')?.outerHTML, document.getElementById('errors')?.textContent].join(' | ')));
-    throw e;
-  });
-  await page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
+  await page.waitForFunction(() => !document.getElementById('loading'), null, { timeout: 5_000 });
+  // The banners above can push the maps below the fold: a mouse click there hits nothing.
+  await page.locator('#attention').scrollIntoViewIfNeeded();
   const box = await (await page.$('#attention')).boundingBox();
   await page.mouse.click(box.x + box.width * ((col + 0.5) / 8), box.y + box.height * ((row + 0.5) / 8));
   await page.waitForFunction(([r, c]) => new RegExp(`Query patch \\(${r}, ${c}\\)`)
