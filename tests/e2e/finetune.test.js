@@ -50,7 +50,9 @@ async function copyClasses(data) {
 
 test('two classes from bundled images: train, accuracy, classify, download, eval natively, reload', { timeout: 900_000 }, async () => {
   await withPage(DIST, {}, async ({ page, url }) => {
-    await page.goto(url);
+    // On WebGPU (the page would pick the CPU over SwiftShader, and finish the 12 steps before
+    // Pause could be pressed).
+    await page.goto(`${url}?webgpu`);
     await addBundledClasses(page);
     await setRun(page, 12, 4);
     assert.equal(await page.inputValue('#mode'), 'lora', 'LoRA is the default mode');
