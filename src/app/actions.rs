@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use js_sys::Uint8Array;
-use nepa_protocol::{DevicePreference, DownloadLimits, ErrorKind, Reply, Request, WebError};
+use nepa_protocol::{DevicePreference, DownloadLimits, Reply, Request, WebError};
 use yew::prelude::*;
 
 use crate::app::state::{AppMsg, Loading};
@@ -57,7 +57,7 @@ pub fn start(engine: &Rc<Engine>, dispatch: &Dispatch) {
         None,
         move |reply, _| common(&d, reply),
     );
-    load(engine, dispatch, Request::LoadDemo, None, "");
+    load(engine, dispatch, Request::LoadDemo, None);
     let d = dispatch.clone();
     let urls = BUNDLED.iter().map(|n| format!("photos/{n}")).collect();
     engine.send(
@@ -85,14 +85,13 @@ fn images_added(dispatch: &Dispatch, reply: Reply, payload: Option<Uint8Array>) 
     }
 }
 
-/// A model load (demo, file, URL) with its progress shown and Cancel offered. `prefix` goes
-/// before a failure's message ("checkpoint does not fit: ").
+/// A model load (demo, file, URL) with its progress shown and Cancel offered. A failure's
+/// message is the engine's (it names the file and says "checkpoint does not fit").
 fn load(
     engine: &Rc<Engine>,
     dispatch: &Dispatch,
     request: Request,
     payload: Option<wasm_bindgen::JsValue>,
-    prefix: &'static str,
 ) {
     let d = dispatch.clone();
     let reloads_cache = matches!(request, Request::LoadUrl { .. });
@@ -106,11 +105,7 @@ fn load(
         }))),
         Reply::Failed(e) => {
             d.dispatch(AppMsg::Loading(None));
-            let prefix = match e.kind {
-                ErrorKind::BadInput | ErrorKind::Model => prefix,
-                _ => "",
-            };
-            d.dispatch(AppMsg::Error(format!("{prefix}{}", e.message)));
+            d.dispatch(AppMsg::Error(e.message));
         }
         other => {
             if other.is_final() {
@@ -135,7 +130,6 @@ pub fn ingest(engine: &Rc<Engine>, dispatch: &Dispatch, files: Vec<web_sys::File
             dispatch,
             Request::LoadFile { name },
             Some(file.into()),
-            "checkpoint does not fit: ",
         );
     }
     if !images.is_empty() {
@@ -172,13 +166,7 @@ pub fn load_url(engine: &Rc<Engine>, dispatch: &Dispatch, url: String) {
         return;
     }
     let limits = download_limits();
-    load(
-        engine,
-        dispatch,
-        Request::LoadUrl { url, limits },
-        None,
-        "checkpoint does not fit: ",
-    );
+    load(engine, dispatch, Request::LoadUrl { url, limits }, None);
 }
 
 pub fn list_cache(engine: &Rc<Engine>, dispatch: &Dispatch) {
