@@ -10,6 +10,9 @@ Examples (from the repo root)::
     /work/venv/bin/python tests/reference/bench.py --preset tiny --layers 6 --threads 2
     /work/venv/bin/python tests/reference/bench.py --device cuda --preset base --image-size 224 \\
         --patch-size 14 --batch 64 --out bench-cuda.json
+    # the official recipe's GPU setting: bf16 autocast and the fused attention kernel
+    /work/venv/bin/python tests/reference/bench.py --device cuda --preset base --image-size 224 \\
+        --patch-size 14 --batch 64 --amp bf16 --sdpa --out bench-cuda-bf16.json
 
 What is timed:
 
@@ -18,6 +21,10 @@ What is timed:
   norms and LayerScale).  RoPE coordinate rescale is off unless ``--rope-rescale`` is given, and
   there is no drop-path (``nepa_ref`` has none), so a step is deterministic.
 * inference = forward only, ``model.eval()`` under ``torch.no_grad()``.
+* ``--amp bf16|f16``: both forwards run under ``torch.autocast``; parameters, gradients and AdamW
+  state stay float32 (f16 adds dynamic loss scaling).  ``--sdpa``: fused attention kernel.
+* ``flops_per_image`` and ``train.tflops`` / ``inference.tflops``: matmul FLOPs as counted in
+  docs/run-report.md §1.6, the same formula ``nepa bench`` uses.
 
 Input is synthetic: one fixed batch of pixels drawn from U(-1, 1) with the seed, reused for every
 step and run.  The output digest uses a closed-form probe image (see ``probe_pixels``) on the
@@ -27,6 +34,7 @@ weights before any training step.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -55,6 +63,10 @@ PRESETS = {
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
     "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, qk_norm_affine=True),
 }
+
+# --amp: autocast dtype of the timed forward passes, and the report's `dtype` for each.
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "f16": torch.float16}
+DTYPE_NAMES = {"none": "float32", "bf16": "bfloat16-autocast", "f16": "float16-autocast"}
 
 PROBE_DESCRIPTION = (
     "1 image [1, C, H, W]; pixel at row-major flat index i (c outer, then y, then x) = "
@@ -88,6 +100,12 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--rope-rescale", type=float, default=None,
                    help="enable train-time RoPE coordinate rescale exp(U(-ln s, ln s)) (default: off)")
+    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none",
+                   help="run the timed forward passes under torch.autocast in bf16/f16; weights and "
+                   "AdamW state stay float32 (the official recipe trains with bf16 autocast)")
+    p.add_argument("--sdpa", action="store_true",
+                   help="attention through torch.nn.functional.scaled_dot_product_attention (fused) "
+                   "instead of the explicit softmax")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (CPU); default: torch's choice")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", help="load backbone weights from a safetensors file (official keys) instead of init")
@@ -213,7 +231,186 @@ def r(x: float, nd: int = 3) -> float:
     return round(float(x), nd)
 
 
-# ----------------------------------------------------------------------------- main
+# ----------------------------------------------------------------------------- precision, FLOPs
+
+
+def amp_context(device: torch.device, amp: str):
+    """The autocast region of the timed forward passes; a no-op context for --amp none, so the
+    float32 run executes exactly the ops it did before --amp existed."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+def flops_per_image(cfg: NepaConfig) -> dict:
+    """Matmul FLOPs of one image (docs/run-report.md §1.6; nepa bench counts the same way).
+
+    Multiply-adds count 2. Per layer: Q, K, V, O projections 4·D² and the MLP 2·D·I (3·D·I
+    gated) per token, plus QKᵀ and P·V at 2·T²·D each as a full square.  The causal mask is not
+    halved, a fixed convention so both tools count alike (the explicit attention computes the
+    whole square; a fused causal kernel may skip about half of it).  Patch embedding: a
+    (C·p²) × D matmul per patch.  Biases, norms, softmax and RoPE are left out.  A train step is
+    3 × forward (the backward pass is two matmuls per forward matmul)."""
+    gh, gw = cfg.grid
+    t, d, i = 1 + gh * gw, cfg.hidden_size, cfg.intermediate_size
+    mlp = (3 if cfg.use_gated_mlp else 2) * d * i
+    per_layer = 2 * t * (4 * d * d + mlp) + 4 * t * t * d
+    patch = 2 * (t - 1) * cfg.num_channels * cfg.patch_size ** 2 * d
+    forward = cfg.num_hidden_layers * per_layer + patch
+    return {"forward": forward, "train": 3 * forward}
+
+
+def tflops(flops: int, images_per_sec: float) -> float:
+    return float(f"{flops * images_per_sec / 1e12:.4g}")
+
+
+# ----------------------------------------------------------------------------- timed parts
+
+
+def digest_of(model: nn.Module, cfg: NepaConfig, device: torch.device) -> dict:
+    """Output digest of the probe image, in float32 without autocast, before any training step."""
+    model.eval()
+    with torch.no_grad():
+        out = model(probe_pixels(cfg).to(device))
+        zh = out["z_hat"].double().cpu()
+        probe_loss = nepa_loss(out["z_hat"], out["z"]).item()
+    return {
+        "probe": PROBE_DESCRIPTION,
+        "z_hat_sum": zh.sum().item(),
+        "z_hat_abs_mean": zh.abs().mean().item(),
+        "z_hat_first": [r(v, 7) for v in zh[0, 0, :8].tolist()],
+        "z_hat_last": [r(v, 7) for v in zh[0, -1, :8].tolist()],
+        "loss": probe_loss,
+    }
+
+
+def time_inference(model: nn.Module, pixels: torch.Tensor, a, device: torch.device) -> dict:
+    """Forward only, eval mode, no grad."""
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for _ in range(a.warmup_runs + a.runs):
+            sync(device)
+            t0 = time.perf_counter()
+            with amp_context(device, a.amp):
+                out = model(pixels)
+            sync(device)
+            times.append((time.perf_counter() - t0) * 1e3)
+            del out
+    ms = times[a.warmup_runs:]
+    med = statistics.median(ms)
+    return {
+        "warmup_runs": a.warmup_runs,
+        "runs": a.runs,
+        "ms": [r(t) for t in ms],
+        "ms_median": r(med),
+        "images_per_sec": r(a.batch / (med / 1e3), 2),
+        "first_run_ms": r(times[0]),
+    }
+
+
+def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    named = list(model.named_parameters())
+    groups = [
+        {"params": [p for k, p in named if not is_no_decay(k)], "weight_decay": 0.05},
+        {"params": [p for k, p in named if is_no_decay(k)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def time_train(model: nn.Module, pixels: torch.Tensor, a, device: torch.device) -> dict:
+    """Forward (train mode) + loss + backward + clip + AdamW, the step of docs/run-report.md §1.4.
+
+    Parameters, gradients and AdamW state stay float32 under --amp; only the forward (and so the
+    matching backward kernels) runs in the low precision.  float16 gets dynamic loss scaling, as
+    float16 training in PyTorch always does: its narrow range would flush the small NEPA
+    gradients (LayerScale 1e-5) to zero.  grad_norm is measured after unscaling."""
+    opt = make_optimizer(model, a.lr)
+    scaler = torch.amp.GradScaler(device.type) if a.amp == "f16" else None
+    rope_gen = torch.Generator().manual_seed(a.seed + 1)
+    model.train()
+    times, losses, grad_norms = [], [], []
+    for _ in range(a.warmup + a.steps):
+        scale = 1.0
+        if a.rope_rescale is not None and a.rope_rescale > 1.0:
+            ls = math.log(a.rope_rescale)
+            scale = math.exp((torch.rand((), generator=rope_gen, dtype=torch.float64).item() * 2 - 1) * ls)
+        sync(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with amp_context(device, a.amp):
+            out = model(pixels, rope_scale=scale)
+            loss = nepa_loss(out["z_hat"], out["z"], shift=True, stop_grad=True)
+        if scaler is None:
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+            scaler.step(opt)
+            scaler.update()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+        losses.append(loss.detach())
+        grad_norms.append(gn.detach())
+        del out, loss
+    return train_report(a, times, losses, grad_norms)
+
+
+def train_report(a, times, losses, grad_norms) -> dict:
+    ms = times[a.warmup:]
+    med = statistics.median(ms)
+    return {
+        "warmup_steps": a.warmup,
+        "steps": a.steps,
+        "step_ms": [r(t) for t in ms],
+        "step_ms_median": r(med),
+        "images_per_sec": r(a.batch / (med / 1e3), 2),
+        "loss": [r(l.item(), 6) for l in losses[a.warmup:]],
+        "first_step_ms": r(times[0]),
+        "grad_norm": [r(g.item(), 6) for g in grad_norms[a.warmup:]],
+        "optimizer": {
+            "name": "adamw", "lr": a.lr, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.05,
+            "no_decay": "biases, norms, LayerScale", "max_grad_norm": 1.0, "schedule": "constant",
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def peak_memory(device: torch.device):
+    """(bytes, kind, note) of the run's peak memory."""
+    if device.type == "cuda":
+        return (int(torch.cuda.max_memory_allocated(device)), "cuda-max-allocated",
+                "peak_memory_bytes = torch.cuda.max_memory_allocated (tensor memory only); TF32 off")
+    # Linux reports ru_maxrss in KiB (macOS in bytes).
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (int(rss if sys.platform == "darwin" else rss * 1024), "process-rss",
+            "peak_memory_bytes = peak process RSS (ru_maxrss), includes the Python/torch runtime")
+
+
+def run_notes(a) -> list:
+    attention = ("fused torch.nn.functional.scaled_dot_product_attention, --sdpa; the attention "
+                 "probabilities are not materialised" if a.sdpa else "explicit softmax attention, no fused SDPA")
+    notes = [
+        "synthetic data: one fixed batch of pixels ~ U(-1, 1) from torch.Generator().manual_seed(seed), "
+        "reused for every step and run",
+        f"model: tests/reference/nepa_ref.py, float32 weights; attention: {attention}",
+        "train mode without RoPE rescale or drop-path" if a.rope_rescale is None
+        else f"train mode with RoPE rescale s={a.rope_rescale}, no drop-path",
+    ]
+    if a.amp != "none":
+        notes.append(
+            f"--amp {a.amp}: the forward of every timed train step and inference run (and the loss) "
+            f"under torch.autocast(dtype={AMP_DTYPES[a.amp]}); parameters, gradients and AdamW state "
+            "float32; output_digest computed in float32 without autocast"
+            + ("; dynamic loss scaling (torch.amp.GradScaler), grad_norm after unscaling" if a.amp == "f16" else ""))
+    notes.append("flops_per_image: matmul FLOPs (2 per multiply-add) of the projections, MLP, QK^T and P.V "
+                 "(full T x T square) and the patch embedding; train = 3 x forward (docs/run-report.md)")
+    return notes
 
 
 def main(argv=None):
@@ -230,7 +427,7 @@ def main(argv=None):
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     cfg = build_config(a)
     torch.manual_seed(a.seed)
-    model = NepaModel(cfg)
+    model = NepaModel(cfg, sdpa=a.sdpa)
     weights = {"source": "init", "init": "official: trunc_normal(0, 0.02) weights and cls_token, zero biases, "
                "LayerNorm 1/0, LayerScale 1e-5; torch.manual_seed(seed)"}
     if a.weights:
@@ -247,118 +444,21 @@ def main(argv=None):
 
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, a.save_init)
     model = model.to(device=device, dtype=torch.float32)
-    params = sum(p.numel() for p in model.parameters())
 
     # Synthetic data: one fixed batch, U(-1, 1), from its own seeded generator.
     gen = torch.Generator().manual_seed(a.seed)
     h, w = cfg.image_size
     pixels = (torch.rand(a.batch, cfg.num_channels, h, w, generator=gen, dtype=torch.float32) * 2 - 1).to(device)
-    rope_gen = torch.Generator().manual_seed(a.seed + 1)
 
-    # ---- output digest (before any training step)
-    model.eval()
-    with torch.no_grad():
-        out = model(probe_pixels(cfg).to(device))
-        zh = out["z_hat"].double().cpu()
-        probe_loss = nepa_loss(out["z_hat"], out["z"]).item()
-    digest = {
-        "probe": PROBE_DESCRIPTION,
-        "z_hat_sum": zh.sum().item(),
-        "z_hat_abs_mean": zh.abs().mean().item(),
-        "z_hat_first": [r(v, 7) for v in zh[0, 0, :8].tolist()],
-        "z_hat_last": [r(v, 7) for v in zh[0, -1, :8].tolist()],
-        "loss": probe_loss,
-    }
-    del out, zh
-
-    # ---- inference: forward only, eval mode, no grad
-    inference = None
-    if not a.skip_inference:
-        times = []
-        with torch.no_grad():
-            for i in range(a.warmup_runs + a.runs):
-                sync(device)
-                t0 = time.perf_counter()
-                out = model(pixels)
-                sync(device)
-                times.append((time.perf_counter() - t0) * 1e3)
-                del out
-        ms = times[a.warmup_runs:]
-        med = statistics.median(ms)
-        inference = {
-            "warmup_runs": a.warmup_runs,
-            "runs": a.runs,
-            "ms": [r(t) for t in ms],
-            "ms_median": r(med),
-            "images_per_sec": r(a.batch / (med / 1e3), 2),
-            "first_run_ms": r(times[0]),
-        }
-
-    # ---- train: forward + loss + backward + clip + AdamW
-    train = None
-    if not a.skip_train:
-        named = list(model.named_parameters())
-        groups = [
-            {"params": [p for k, p in named if not is_no_decay(k)], "weight_decay": 0.05},
-            {"params": [p for k, p in named if is_no_decay(k)], "weight_decay": 0.0},
-        ]
-        opt = torch.optim.AdamW(groups, lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
-        model.train()
-        times, losses, grad_norms = [], [], []
-        for i in range(a.warmup + a.steps):
-            scale = 1.0
-            if a.rope_rescale is not None and a.rope_rescale > 1.0:
-                ls = math.log(a.rope_rescale)
-                scale = math.exp((torch.rand((), generator=rope_gen, dtype=torch.float64).item() * 2 - 1) * ls)
-            sync(device)
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            out = model(pixels, rope_scale=scale)
-            loss = nepa_loss(out["z_hat"], out["z"], shift=True, stop_grad=True)
-            loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
-            opt.step()
-            sync(device)
-            times.append((time.perf_counter() - t0) * 1e3)
-            losses.append(loss.detach())
-            grad_norms.append(gn.detach())
-            del out, loss
-        ms = times[a.warmup:]
-        med = statistics.median(ms)
-        train = {
-            "warmup_steps": a.warmup,
-            "steps": a.steps,
-            "step_ms": [r(t) for t in ms],
-            "step_ms_median": r(med),
-            "images_per_sec": r(a.batch / (med / 1e3), 2),
-            "loss": [r(l.item(), 6) for l in losses[a.warmup:]],
-            "first_step_ms": r(times[0]),
-            "grad_norm": [r(g.item(), 6) for g in grad_norms[a.warmup:]],
-            "optimizer": {
-                "name": "adamw", "lr": a.lr, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.05,
-                "no_decay": "biases, norms, LayerScale", "max_grad_norm": 1.0, "schedule": "constant",
-            },
-        }
-
-    # ---- memory
-    notes = [
-        "synthetic data: one fixed batch of pixels ~ U(-1, 1) from torch.Generator().manual_seed(seed), "
-        "reused for every step and run",
-        "model: tests/reference/nepa_ref.py (explicit softmax attention, no fused SDPA), float32",
-        "train mode without RoPE rescale or drop-path" if a.rope_rescale is None
-        else f"train mode with RoPE rescale s={a.rope_rescale}, no drop-path",
-    ]
-    if device.type == "cuda":
-        peak = int(torch.cuda.max_memory_allocated(device))
-        peak_kind = "cuda-max-allocated"
-        notes.append("peak_memory_bytes = torch.cuda.max_memory_allocated (tensor memory only); TF32 off")
-    else:
-        # Linux reports ru_maxrss in KiB (macOS in bytes).
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = int(rss if sys.platform == "darwin" else rss * 1024)
-        peak_kind = "process-rss"
-        notes.append("peak_memory_bytes = peak process RSS (ru_maxrss), includes the Python/torch runtime")
-
+    digest = digest_of(model, cfg, device)
+    inference = None if a.skip_inference else time_inference(model, pixels, a, device)
+    train = None if a.skip_train else time_train(model, pixels, a, device)
+    flops = flops_per_image(cfg)
+    if inference is not None:
+        inference["tflops"] = tflops(flops["forward"], inference["images_per_sec"])
+    if train is not None:
+        train["tflops"] = tflops(flops["train"], train["images_per_sec"])
+    peak, peak_kind, peak_note = peak_memory(device)
     report = {
         "schema": SCHEMA,
         "tool": "torch-reference",
@@ -367,7 +467,7 @@ def main(argv=None):
         "adapter": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model_name(),
         "threads": None if device.type == "cuda" else torch.get_num_threads(),
         "model": model_json(cfg, a),
-        "params": params,
+        "params": sum(p.numel() for p in model.parameters()),
         "seed": a.seed,
         "batch": a.batch,
         "train": train,
@@ -375,14 +475,16 @@ def main(argv=None):
         "peak_memory_bytes": peak,
         "peak_memory_kind": peak_kind,
         "output_digest": digest,
-        "dtype": "float32",
+        "dtype": DTYPE_NAMES[a.amp],
+        "attention": "sdpa" if a.sdpa else "explicit",
+        "flops_per_image": flops,
         "weights": weights,
         "versions": {"torch": torch.__version__, "python": platform.python_version(),
                      "cuda": torch.version.cuda if device.type == "cuda" else None},
         "host": {"os": platform.platform(), "logical_cpus": os.cpu_count(),
                  "loadavg_1m_at_start": None if load_at_start is None else round(load_at_start, 2)},
         "command": " ".join([os.path.basename(sys.argv[0])] + (sys.argv[1:] if argv is None else list(argv))),
-        "notes": notes,
+        "notes": run_notes(a) + [peak_note],
     }
     text = json.dumps(report, indent=2)
     print(text)

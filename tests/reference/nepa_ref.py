@@ -10,6 +10,12 @@ that ``state_dict()`` yields exactly the official checkpoint keys:
 Eval-mode semantics only: no dropout (all rates are 0 in the released configs), no drop-path,
 and the train-time RoPE coordinate rescale is exposed as an explicit ``rope_scale`` argument
 (the random draw fixed to a given scalar).
+
+Attention is written out (``softmax(QKᵀ/√d + mask) V``) so that the probabilities can be returned
+and checked.  ``NepaModel(cfg, sdpa=True)`` (off by default) computes the same function through
+``torch.nn.functional.scaled_dot_product_attention`` instead, the fused kernel a fast PyTorch run
+uses; it is opt-in for benchmarks (tests/reference/bench.py ``--sdpa``), and the fused kernel
+does not expose the probabilities, so ``out["attentions"]`` then holds ``None`` for each layer.
 """
 
 from __future__ import annotations
@@ -133,6 +139,9 @@ class SelfAttention(nn.Module):
         super().__init__()
         d = cfg.hidden_size
         self.cfg = cfg
+        # Not a NepaConfig field: the config mirrors the official config.json (and is written
+        # into the fixtures), while this only picks a kernel.  NepaModel(sdpa=...) sets it.
+        self.sdpa = False
         self.query = nn.Linear(d, d, bias=cfg.qkv_bias)
         self.key = nn.Linear(d, d, bias=cfg.qkv_bias)
         self.value = nn.Linear(d, d, bias=cfg.qkv_bias)
@@ -156,6 +165,12 @@ class SelfAttention(nn.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.sdpa:
+            # Under autocast the norms and RoPE leave q, k in float32 while v is in the low
+            # precision; the fused kernel wants one dtype.  Its default scale is hd ** -0.5.
+            q, k = q.to(v.dtype), k.to(v.dtype)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=cfg.is_causal)
+            return o.transpose(1, 2).reshape(b, t, d), None
         s = (q @ k.transpose(-1, -2)) * (hd ** -0.5)
         if cfg.is_causal:
             mask = torch.full((t, t), float("-inf"), dtype=s.dtype, device=s.device).triu(1)
@@ -241,15 +256,21 @@ class Encoder(nn.Module):
 
 
 class NepaModel(nn.Module):
-    """Backbone; ``state_dict()`` has bare keys (no ``vit_nepa.`` prefix)."""
+    """Backbone; ``state_dict()`` has bare keys (no ``vit_nepa.`` prefix).
 
-    def __init__(self, cfg: NepaConfig):
+    ``sdpa=True``: attention through the fused ``scaled_dot_product_attention`` (same function,
+    same parameters); ``out["attentions"]`` is then a list of ``None``."""
+
+    def __init__(self, cfg: NepaConfig, sdpa: bool = False):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
         self.embeddings = Embeddings(cfg)
         self.encoder = Encoder(cfg)
         self.layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        for m in self.modules():
+            if isinstance(m, SelfAttention):
+                m.sdpa = sdpa
 
     def forward(self, pixel_values, rope_scale: float = 1.0):
         z = self.embeddings(pixel_values)  # input embedding = loss target

@@ -11,8 +11,10 @@ use futures_lite::future::block_on;
 use nepa::LoadOptions;
 use nepa::bench::{BenchRun, BenchSettings, HostDetails, HostInfo, compare_run};
 use nepa::checkpoint::load_backbone;
+use nepa::step_profile::StepPart;
 
 use crate::ckpt::write_atomic;
+use crate::compute::ComputeArgs;
 use crate::device::{self, DeviceChoice};
 use crate::run::ModelArgs;
 
@@ -42,6 +44,12 @@ pub struct BenchArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// Also time the parts of one training step (forward, loss, backward, clipping and
+    /// optimizer, read-back), each ended by a device sync, and print the split.
+    #[arg(long)]
+    pub profile: bool,
     /// Run exactly what the web app's Compare page runs (its model, batch, seed and steps;
     /// the size options above are ignored), so the two loss curves can be overlaid.
     #[arg(long)]
@@ -50,8 +58,8 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let selected = device::select(args.device)?;
-    let device = selected.device.clone().autodiff();
-    let (config, settings) = if args.compare_run {
+    let device = args.compute.training_device(&selected.device)?;
+    let (config, mut settings) = if args.compare_run {
         compare_run()
     } else {
         (
@@ -66,6 +74,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             },
         )
     };
+    settings.precision = args.compute.precision();
     let weights = match &args.weights {
         Some(path) => {
             let bytes =
@@ -83,6 +92,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     while !bench.inference_done() {
         block_on(bench.inference_run())?;
     }
+    if args.profile {
+        print_split(&block_on(bench.profile_step())?);
+    }
+    let (peak_memory_bytes, peak_memory_kind) = peak_memory(&selected.device);
 
     let is_cpu = selected.backend == "flex" || selected.adapter.contains("llvmpipe");
     let threads = std::thread::available_parallelism().map(|n| n.get()).ok();
@@ -99,8 +112,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             selected.adapter.clone()
         },
         threads: if is_cpu { threads } else { None },
-        peak_memory_bytes: peak_rss_bytes(),
-        peak_memory_kind: Some("process-rss".into()),
+        peak_memory_bytes,
+        peak_memory_kind: Some(peak_memory_kind.into()),
         host: HostDetails {
             os: Some(std::env::consts::OS.into()),
             logical_cpus: threads,
@@ -115,6 +128,33 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     println!("{text}");
     Ok(())
+}
+
+/// Prints the parts of a step and their share, largest first.
+fn print_split(parts: &[StepPart]) {
+    let total: f64 = parts.iter().map(|p| p.ms).sum();
+    let mut sorted = parts.to_vec();
+    sorted.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    eprintln!("one training step, part by part (each ended by a device sync): {total:.1} ms");
+    for part in &sorted {
+        eprintln!(
+            "  {:<26} {:>9.2} ms {:>5.1} %",
+            part.name,
+            part.ms,
+            100.0 * part.ms / total.max(f64::MIN_POSITIVE)
+        );
+    }
+}
+
+/// The device's memory pool where the backend reports it (wgpu, CUDA: the pool keeps the
+/// pages it reserved at the step's peak), else the process's peak resident memory (Flex).
+fn peak_memory(device: &burn::tensor::Device) -> (Option<u64>, &'static str) {
+    match device.memory_pool_usage() {
+        Some(usage) if usage.bytes_reserved > 0 => {
+            (Some(usage.bytes_reserved), "burn-memory-pool-reserved")
+        }
+        _ => (peak_rss_bytes(), "process-rss"),
+    }
 }
 
 fn cpu_model_name() -> String {

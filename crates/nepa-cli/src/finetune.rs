@@ -14,6 +14,7 @@ use nepa::{LoadOptions, NepaClassifier, NepaConfig, NepaModel};
 use serde_json::json;
 
 use crate::ckpt::{self, Sidecar};
+use crate::compute::ComputeArgs;
 use crate::data::{Dataset, Split};
 use crate::device::{self, DeviceChoice};
 use crate::run::{
@@ -49,6 +50,8 @@ pub struct FinetuneArgs {
     pub overwrite: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     #[arg(long, default_value_t = 50)]
     pub log_every: usize,
 }
@@ -231,8 +234,9 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     }
     ckpt::prepare_fresh_out(&args.out, args.overwrite)?;
     let selected = device::select(args.device)?;
-    let device = selected.device.clone().autodiff();
+    let device = args.compute.training_device(&selected.device)?;
     let (backbone, config) = backbone(&args, settings.seed, &device)?;
+    let backbone = backbone.with_precision(args.compute.precision());
 
     let mut data = Dataset::load(&args.data, Split::Train, stored_side(&config))?.set;
     data.require_labels("fine-tuning")?;
@@ -245,10 +249,11 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     let total = run.total_steps();
     let per_epoch = run.steps_per_epoch();
     println!(
-        "fine-tuning on {} ({}): {} classes, {n_train} training / {n_val} validation images, \
+        "fine-tuning on {} ({}, {}): {} classes, {n_train} training / {n_val} validation images, \
          {total} steps, {}, peak lr {:.2e}",
         selected.backend,
         selected.adapter,
+        args.compute.describe(),
         run.classes().len(),
         settings.mode.label(),
         settings.peak_lr(),

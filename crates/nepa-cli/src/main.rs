@@ -2,11 +2,13 @@
 
 mod bench;
 mod ckpt;
+mod compute;
 mod data;
 mod device;
 mod eval;
 mod finetune;
 mod fsio;
+mod prefetch;
 mod pretrain;
 mod run;
 mod visualize;

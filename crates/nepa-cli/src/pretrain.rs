@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::ckpt::{self, Sidecar};
+use crate::compute::ComputeArgs;
 use crate::data::{Dataset, Split};
 use crate::device::{self, DeviceChoice};
+use crate::prefetch::Prefetch;
 use crate::run::{
     Metrics, ModelArgs, Progress, handle_outcome, interrupt_flag, skipped_note, stored_side,
 };
@@ -41,6 +43,8 @@ pub struct PretrainArgs {
     pub train: PretrainSettings,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Continue from a checkpoint (its .safetensors, .json, or the run folder).
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -153,7 +157,7 @@ impl PretrainSettings {
 
 pub fn run(args: PretrainArgs) -> Result<()> {
     let selected = device::select(args.device)?;
-    let device = selected.device.clone().autodiff();
+    let device = args.compute.training_device(&selected.device)?;
 
     // A resumed run continues with the checkpoint's config and settings.
     let (config, settings, model, optim, start) = match &args.resume {
@@ -224,9 +228,10 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         weight_decay: settings.weight_decay,
     };
     println!(
-        "pretraining on {} ({}): {} images ({} unreadable skipped), {:.2} M params, {} steps of {} images, peak lr {:.2e}",
+        "pretraining on {} ({}, {}): {} images ({} unreadable skipped), {:.2} M params, {} steps of {} images, peak lr {:.2e}",
         selected.backend,
         selected.adapter,
+        args.compute.describe(),
         data.len(),
         data.skipped.len(),
         config.num_params() as f64 / 1e6,
@@ -244,6 +249,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         seed: settings.seed,
         max_bad_steps: DEFAULT_MAX_CONSECUTIVE_NON_FINITE,
     };
+    let model = model.with_precision(args.compute.precision());
     let mut trainer = Pretrainer::new(model, &config, optim, options, start, &device);
 
     let metrics = Metrics::new(&args.out)?;
@@ -276,47 +282,68 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let mut last_loss = None;
     let mut window = Instant::now();
     let mut window_steps = 0usize;
-    while trainer.step < total {
-        let step = trainer.step;
-        if interrupted.load(Ordering::SeqCst) {
-            let path = save(&trainer, step, last_loss)?;
-            progress.println(format!("saved {} after {step} steps", path.display()));
-            return Ok(());
-        }
-        let record = block_on(trainer.step(&data, &sampler))?;
-        handle_outcome(
-            &progress,
-            &record.outcome,
-            (step, record.loss, record.grad_norm),
-            trainer.skipped_steps(),
-            || save(&trainer, step + 1, last_loss),
-        )?;
-        if record.outcome == StepOutcome::Applied {
-            last_loss = Some(record.loss);
-        }
-        let loss = record.loss;
-        window_steps += 1;
-        let img_s = (window_steps * settings.batch_size) as f64 / window.elapsed().as_secs_f64();
-        metrics.log(json!({
-            "step": step + 1, "loss": loss, "lr": record.lr, "grad_norm": record.grad_norm,
-            "embedding_similarity": record.embedding_similarity, "images_per_sec": img_s,
-            "skipped_steps": trainer.skipped_steps(),
-        }))?;
-        progress.step(
-            step + 1,
-            format!(
-                "loss {loss:.4} lr {:.2e} {img_s:.0} img/s{}",
-                record.lr,
-                skipped_note(trainer.skipped_steps())
-            ),
+    let options = trainer.options().clone();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut batches = Prefetch::start(
+            scope,
+            &data,
+            &sampler,
+            &config,
+            options,
+            (trainer.step, total),
         );
-        if window_steps >= 20 {
-            window = Instant::now();
-            window_steps = 0;
+        while trainer.step < total {
+            let step = trainer.step;
+            if interrupted.load(Ordering::SeqCst) {
+                let path = save(&trainer, step, last_loss)?;
+                progress.println(format!("saved {} after {step} steps", path.display()));
+                return Ok(());
+            }
+            let batch = batches.next()?;
+            let record = block_on(trainer.step_prepared(batch))?;
+            handle_outcome(
+                &progress,
+                &record.outcome,
+                (step, record.loss, record.grad_norm),
+                trainer.skipped_steps(),
+                || save(&trainer, step + 1, last_loss),
+            )?;
+            if record.outcome == StepOutcome::Applied {
+                last_loss = Some(record.loss);
+            }
+            let loss = record.loss;
+            window_steps += 1;
+            let elapsed = window.elapsed().as_secs_f64();
+            let img_s = (window_steps * settings.batch_size) as f64 / elapsed;
+            // Share of the window the loop waited for the loader: near 0 the device is fed.
+            let data_wait = 100.0 * batches.waited.as_secs_f64() / elapsed;
+            metrics.log(json!({
+                "step": step + 1, "loss": loss, "lr": record.lr, "grad_norm": record.grad_norm,
+                "embedding_similarity": record.embedding_similarity, "images_per_sec": img_s,
+                "data_wait_percent": data_wait, "skipped_steps": trainer.skipped_steps(),
+            }))?;
+            progress.step(
+                step + 1,
+                format!(
+                    "loss {loss:.4} lr {:.2e} {img_s:.0} img/s, data wait {data_wait:.0}%{}",
+                    record.lr,
+                    skipped_note(trainer.skipped_steps())
+                ),
+            );
+            if window_steps >= 20 {
+                window = Instant::now();
+                window_steps = 0;
+                batches.waited = Default::default();
+            }
+            if args.save_every > 0 && (step + 1) % args.save_every == 0 && step + 1 < total {
+                save(&trainer, step + 1, last_loss)?;
+            }
         }
-        if args.save_every > 0 && (step + 1) % args.save_every == 0 && step + 1 < total {
-            save(&trainer, step + 1, last_loss)?;
-        }
+        Ok(())
+    })?;
+    if trainer.step < total {
+        // Interrupted: saved inside the loop.
+        return Ok(());
     }
     progress.finish();
     let path = save(&trainer, total, last_loss)?;

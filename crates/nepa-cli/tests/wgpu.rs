@@ -1,7 +1,10 @@
-//! The model on burn-wgpu (Mesa lavapipe on a CPU-only machine, a real GPU elsewhere): the
-//! reference fixture's ẑ, and a few pretraining steps lowering the loss.
+//! The model on burn-wgpu (Mesa lavapipe on a CPU-only machine, a real GPU elsewhere), built
+//! with Burn's fusion and autotune (docs/performance.md §1): the reference fixture's ẑ, the
+//! same training steps as Flex, and a few pretraining steps lowering the loss.
 
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use futures_lite::future::block_on;
+use nepa::bench::{BenchRun, BenchSettings, compare_run};
 use nepa::train::{AdamW, AdamWConfig, pretrain_step};
 use nepa::{ForwardOptions, LoadOptions, LossOptions, NepaConfig, NepaModel, load_backbone};
 use safetensors::SafeTensors;
@@ -81,4 +84,39 @@ fn wgpu_matches_the_reference_and_trains() {
     }
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     assert!(losses[7] < losses[0] - 0.05, "{losses:?}");
+
+    // Step parity: from the same host-side init, on the same batch, the wgpu steps (fused,
+    // autotuned kernels) give Flex's loss and gradient norm at every step.
+    let on_wgpu = train_steps(&device);
+    let on_flex = train_steps(&Device::flex());
+    for (step, (w, f)) in on_wgpu.iter().zip(&on_flex).enumerate() {
+        assert!(
+            (w.0 - f.0).abs() < 1e-4 && (w.1 - f.1).abs() <= 1e-3 * f.1.abs(),
+            "step {step}: wgpu (loss, grad norm) {w:?}, Flex {f:?}"
+        );
+    }
+}
+
+/// (loss, gradient norm) of 5 steps of the Compare run's model and batch on `device`.
+fn train_steps(device: &Device) -> Vec<(f32, f32)> {
+    let (config, settings) = compare_run();
+    let settings = BenchSettings {
+        steps: 5,
+        warmup: 0,
+        runs: 1,
+        ..settings
+    };
+    let mut run = block_on(BenchRun::new(
+        config,
+        settings,
+        &device.clone().autodiff(),
+        None,
+    ))
+    .expect("bench run");
+    let mut steps = vec![];
+    while !run.train_done() {
+        let record = block_on(run.train_step()).expect("train step");
+        steps.push((record.loss, record.grad_norm));
+    }
+    steps
 }

@@ -24,11 +24,14 @@ use web_time::Instant;
 use crate::checkpoint::{ParamVisitor, Walkable, transpose_host};
 use crate::config::NepaConfig;
 use crate::error::NepaError;
+use crate::flops::FlopsPerImage;
 use crate::image::Augment;
 use crate::loss::{LossOptions, prediction_loss};
 use crate::model::{ForwardOptions, NepaModel};
+use crate::precision::Precision;
 use crate::pretrain::{PretrainOptions, PretrainSchedule, Pretrainer};
 use crate::rng::SplitMix64;
+use crate::step_profile::{StepPart, profile_step};
 use crate::train::{AdamW, AdamWConfig, read_f32};
 
 pub const REPORT_SCHEMA: &str = "nepa-run-report/1";
@@ -49,6 +52,9 @@ pub struct BenchSettings {
     pub seed: u64,
     pub lr: f64,
     pub weight_decay: f64,
+    /// The type of the matrix products (docs/performance.md §3).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for BenchSettings {
@@ -61,6 +67,7 @@ impl Default for BenchSettings {
             seed: 0,
             lr: 1e-3,
             weight_decay: 0.05,
+            precision: Precision::F32,
         }
     }
 }
@@ -241,6 +248,7 @@ impl BenchRun {
         weights: Option<(NepaModel, String)>,
     ) -> Result<Self, NepaError> {
         config.validate()?;
+        settings.precision.check(device)?;
         let (model, weights) = match weights {
             Some((model, path)) => (model, Weights::File { path, sha256: None }),
             None => (
@@ -250,6 +258,7 @@ impl BenchRun {
                 },
             ),
         };
+        let model = model.with_precision(settings.precision);
         let digest = output_digest(&model, &config, device).await?;
         let pixels = Tensor::from_data(
             synthetic_batch(&config, settings.batch, settings.seed),
@@ -330,6 +339,20 @@ impl BenchRun {
         Ok(ms)
     }
 
+    /// The parts of one more training step on the benchmark's batch, timed apart
+    /// (docs/performance.md §2); the run itself does not advance.
+    pub async fn profile_step(&self) -> Result<Vec<StepPart>, NepaError> {
+        let pixels = synthetic_batch(&self.config, self.settings.batch, self.settings.seed);
+        profile_step(
+            self.trainer.model(),
+            self.trainer.optimizer(),
+            &pixels,
+            self.settings.lr,
+            self.settings.weight_decay,
+        )
+        .await
+    }
+
     /// The trained model.
     pub fn model(&self) -> &NepaModel {
         self.trainer.model()
@@ -348,6 +371,9 @@ impl BenchRun {
         let run_ms: Vec<f64> = self.inference_ms.iter().skip(warm).copied().collect();
         let run_median = median(&run_ms);
         let batch = self.settings.batch as f64;
+        let flops = FlopsPerImage::of(&self.config);
+        let train_ips = finite(batch / (step_median / 1e3));
+        let inference_ips = finite(batch / (run_median / 1e3));
         let losses = |warmup: bool| -> Vec<f64> {
             self.records
                 .iter()
@@ -366,13 +392,25 @@ impl BenchRun {
             params: self.config.num_params() as u64,
             seed: self.settings.seed,
             batch: self.settings.batch,
-            dtype: Some("float32".into()),
+            dtype: Some(self.settings.precision.report_dtype().into()),
+            // Inference in f32 takes the backend's attention op (a fused kernel where the
+            // backend has one); training and low precision write softmax(QKᵀ)·V out.
+            attention: Some(
+                if self.settings.precision == Precision::F32 {
+                    "explicit (train), fused op (inference)"
+                } else {
+                    "explicit"
+                }
+                .into(),
+            ),
+            flops_per_image: Some(flops),
             train: Some(TrainReport {
                 warmup_steps: warm,
                 steps: timed.len(),
                 step_ms,
                 step_ms_median: finite(step_median),
-                images_per_sec: finite(batch / (step_median / 1e3)),
+                images_per_sec: train_ips,
+                tflops: FlopsPerImage::tflops(flops.train, train_ips),
                 loss: losses(false),
                 warmup_loss: losses(true),
                 grad_norm: timed.iter().map(|r| f64::from(r.grad_norm)).collect(),
@@ -393,7 +431,8 @@ impl BenchRun {
                 runs: run_ms.len(),
                 ms: run_ms,
                 ms_median: finite(run_median),
-                images_per_sec: finite(batch / (run_median / 1e3)),
+                images_per_sec: inference_ips,
+                tflops: FlopsPerImage::tflops(flops.forward, inference_ips),
                 first_run_ms: self.inference_ms.first().copied(),
             }),
             peak_memory_bytes: host.peak_memory_bytes,
@@ -472,6 +511,12 @@ pub struct RunReport {
     pub batch: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
+    /// `"explicit"` (softmax(QKᵀ)·V as written) or `"sdpa"` (a fused attention kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
+    /// The FLOP count behind `train.tflops` and `inference.tflops`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flops_per_image: Option<FlopsPerImage>,
     /// Null when the train step was not measured.
     pub train: Option<TrainReport>,
     /// Null when inference was not measured.
@@ -502,6 +547,9 @@ pub struct TrainReport {
     pub step_ms: Vec<f64>,
     pub step_ms_median: Option<f64>,
     pub images_per_sec: Option<f64>,
+    /// Achieved TFLOP/s: `flops_per_image.train` × `images_per_sec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tflops: Option<f64>,
     #[serde(deserialize_with = "numbers")]
     pub loss: Vec<f64>,
     /// Loss of each warm-up step: `warmup_loss ++ loss` is the curve from step 0.
@@ -540,6 +588,9 @@ pub struct InferenceReport {
     pub ms: Vec<f64>,
     pub ms_median: Option<f64>,
     pub images_per_sec: Option<f64>,
+    /// Achieved TFLOP/s: `flops_per_image.forward` × `images_per_sec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tflops: Option<f64>,
     pub first_run_ms: Option<f64>,
 }
 

@@ -3,11 +3,13 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, silu, softmax};
-use burn::tensor::module::{layer_norm, linear};
+use burn::tensor::module::{attention, layer_norm};
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
 
 use crate::config::{Activation, NepaConfig};
 use crate::error::NepaError;
+use crate::precision::Precision;
 use crate::rng::SplitMix64;
 use crate::rope::RopeTables;
 
@@ -65,7 +67,12 @@ impl Dense {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        self.forward_in(x, Precision::F32)
+    }
+
+    /// The product in `precision` (docs/performance.md §3); the result is f32.
+    pub fn forward_in<const D: usize>(&self, x: Tensor<D>, precision: Precision) -> Tensor<D> {
+        precision.linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
     }
 }
 
@@ -103,7 +110,7 @@ impl NepaEmbeddings {
     }
 
     /// `[B, C, H, W]` → patch embeddings `[B, rows·cols, D]`, row-major.
-    pub fn patches(&self, pixels: Tensor<4>) -> Tensor<3> {
+    pub fn patches(&self, pixels: Tensor<4>, precision: Precision) -> Tensor<3> {
         let [b, c, h, w] = pixels.dims();
         let p = self.patch_size;
         let (rows, cols) = (h / p, w / p);
@@ -117,13 +124,15 @@ impl NepaEmbeddings {
             .val()
             .reshape([d, c * p * p])
             .transpose();
-        linear(patches, kernel, Some(self.projection_bias.val())).reshape([b, rows * cols, d])
+        precision
+            .linear(patches, kernel, Some(self.projection_bias.val()))
+            .reshape([b, rows * cols, d])
     }
 
     /// z = [CLS ; patches]: `[B, 1 + rows·cols, D]`. This is also the loss target.
-    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
+    pub fn forward(&self, pixels: Tensor<4>, precision: Precision) -> Tensor<3> {
         let [b, _, _, _] = pixels.dims();
-        let patches = self.patches(pixels);
+        let patches = self.patches(pixels, precision);
         let [_, _, d] = patches.dims();
         let cls = self.cls_token.val().expand([b, 1, d]);
         Tensor::cat(vec![cls, patches], 1)
@@ -183,17 +192,20 @@ impl NepaAttention {
         Tensor::cat(vec![cls, patches], 2)
     }
 
-    /// Returns the attention output `[B, T, D]` and the probabilities `[B, H, T, T]`.
+    /// Returns the attention output `[B, T, D]` and, with `keep_probs`, the probabilities
+    /// `[B, H, T, T]`.
     pub fn forward(
         &self,
         x: Tensor<3>,
         rope: &RopeTables,
         mask: Option<&Tensor<4, Bool>>,
-    ) -> (Tensor<3>, Tensor<4>) {
+        precision: Precision,
+        keep_probs: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
         let [b, t, d] = x.dims();
-        let mut q = self.heads(self.query.forward(x.clone()));
-        let mut k = self.heads(self.key.forward(x.clone()));
-        let v = self.heads(self.value.forward(x));
+        let mut q = self.heads(self.query.forward_in(x.clone(), precision));
+        let mut k = self.heads(self.key.forward_in(x.clone(), precision));
+        let v = self.heads(self.value.forward_in(x, precision));
         if let Some(norm) = &self.q_norm {
             q = norm.forward(q);
         }
@@ -202,14 +214,35 @@ impl NepaAttention {
         }
         let q = Self::rotate_patches(q, rope);
         let k = Self::rotate_patches(k, rope);
+        // Inference without the maps takes the backend's attention op: one fused kernel on
+        // Flex and (autotuned) flash attention on CUDA, softmax inside it in f32. Training
+        // keeps the explicit form below: under autodiff Burn decomposes the op the same way,
+        // and there the low-precision path must keep its softmax in f32 (docs/performance.md §3).
+        if !keep_probs && !q.is_autodiff() && precision == Precision::F32 {
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: mask.is_some(),
+            };
+            let context = attention(q, k, v, None, None, options)
+                .swap_dims(1, 2)
+                .reshape([b, t, d]);
+            return (self.output.forward_in(context, precision), None);
+        }
         let head_dim = d / self.num_heads;
-        let mut scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
+        let mut scores = precision.matmul(q, k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
         if let Some(mask) = mask {
             scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
         }
         let probs = softmax(scores, 3);
-        let context = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        (self.output.forward(context), probs)
+        let context = precision
+            .matmul(probs.clone(), v)
+            .swap_dims(1, 2)
+            .reshape([b, t, d]);
+        (
+            self.output.forward_in(context, precision),
+            keep_probs.then_some(probs),
+        )
     }
 }
 
@@ -243,12 +276,15 @@ impl NepaMlp {
         if self.silu { silu(x) } else { gelu(x) }
     }
 
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
         let hidden = match &self.gate_proj {
-            Some(gate) => self.act(gate.forward(x.clone())) * self.up_proj.forward(x),
-            None => self.act(self.up_proj.forward(x)),
+            Some(gate) => {
+                self.act(gate.forward_in(x.clone(), precision))
+                    * self.up_proj.forward_in(x, precision)
+            }
+            None => self.act(self.up_proj.forward_in(x, precision)),
         };
-        self.down_proj.forward(hidden)
+        self.down_proj.forward_in(hidden, precision)
     }
 }
 
@@ -305,12 +341,20 @@ impl NepaLayer {
         rope: &RopeTables,
         mask: Option<&Tensor<4, Bool>>,
         drop_path: bool,
-    ) -> (Tensor<3>, Tensor<4>) {
-        let (attn, probs) =
-            self.attention
-                .forward(self.layernorm_before.forward(h.clone()), rope, mask);
+        precision: Precision,
+        keep_probs: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let (attn, probs) = self.attention.forward(
+            self.layernorm_before.forward(h.clone()),
+            rope,
+            mask,
+            precision,
+            keep_probs,
+        );
         let h = h + self.branch(attn, &self.layer_scale_attn, drop_path);
-        let mlp = self.mlp.forward(self.layernorm_after.forward(h.clone()));
+        let mlp = self
+            .mlp
+            .forward(self.layernorm_after.forward(h.clone()), precision);
         let h = h.clone() + self.branch(mlp, &self.layer_scale_mlp, drop_path);
         (h, probs)
     }
@@ -389,6 +433,10 @@ pub struct NepaModel {
     pub is_causal: bool,
     pub rope_theta: f64,
     pub num_channels: usize,
+    /// The type of the matrix products (docs/performance.md §3); weights stay f32. Not
+    /// saved: a checkpoint is the same whatever precision trained it.
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl NepaModel {
@@ -410,7 +458,14 @@ impl NepaModel {
             is_causal: config.is_causal,
             rope_theta: config.rope_theta,
             num_channels: config.num_channels,
+            precision: Precision::F32,
         })
+    }
+
+    /// Runs the matrix products in `precision` from now on (the weights stay f32).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     pub fn patch_size(&self) -> usize {
@@ -529,15 +584,20 @@ impl NepaModel {
             .is_causal
             .then(|| Self::causal_mask(t, &device).expand([dims[0], self.num_heads(), t, t]));
 
-        let z = self.embeddings.forward(pixels);
+        let z = self.embeddings.forward(pixels, self.precision);
         let mut h = z.clone();
         let mut hidden_states = Vec::with_capacity(self.layers.len());
         let mut attentions = Vec::new();
         for layer in &self.layers {
-            let (out, probs) = layer.forward(h, &rope, mask.as_ref(), options.drop_path);
-            if options.return_attentions {
-                attentions.push(probs);
-            }
+            let (out, probs) = layer.forward(
+                h,
+                &rope,
+                mask.as_ref(),
+                options.drop_path,
+                self.precision,
+                options.return_attentions,
+            );
+            attentions.extend(probs);
             hidden_states.push(out.clone());
             h = out;
         }

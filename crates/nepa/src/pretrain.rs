@@ -3,7 +3,7 @@
 //! divergence guard with its undo.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::NepaConfig;
 use crate::data::{ImageSet, Sampler, build_batch, step_device_seed, step_rng};
@@ -12,7 +12,7 @@ use crate::guard::{DivergenceGuard, StepOutcome, StepVerdict};
 use crate::image::{Augment, RgbImage, augment_train};
 use crate::loss::LossOptions;
 use crate::model::{ForwardOptions, NepaModel};
-use crate::train::{AdamW, pretrain_step, read_scalar, warmup_cosine};
+use crate::train::{AdamW, pretrain_step, read_scalars, warmup_cosine};
 
 /// Learning rate over the run and the weight decay (none on biases, norms, LayerScale).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,6 +69,47 @@ pub struct PretrainOptions {
     pub seed: u64,
     /// Non-finite steps in a row before the run stops.
     pub max_bad_steps: usize,
+}
+
+/// One step's batch prepared on the host: the augmented pixels and the forward pass's
+/// training noise (the RoPE rescale draw). It depends only on the data, the run's options and
+/// the step, so a loader thread can prepare it ahead while the device computes the step
+/// before (the CLI's prefetch, docs/performance.md §6).
+pub struct PreparedBatch {
+    pub step: usize,
+    pub pixels: TensorData,
+    pub forward: ForwardOptions,
+}
+
+/// Prepares the batch of `step`: the images `sampler` gives for it, augmented for training.
+pub fn prepare_batch(
+    data: &ImageSet,
+    sampler: &Sampler,
+    config: &NepaConfig,
+    options: &PretrainOptions,
+    step: usize,
+) -> Result<PreparedBatch, NepaError> {
+    let indices = sampler.batch_indices(step);
+    let images: Vec<&RgbImage> = indices.iter().map(|&i| &data.images[i]).collect();
+    prepare_images(&images, config, options, step)
+}
+
+fn prepare_images(
+    images: &[&RgbImage],
+    config: &NepaConfig,
+    options: &PretrainOptions,
+    step: usize,
+) -> Result<PreparedBatch, NepaError> {
+    let mut rng = step_rng(options.seed, step);
+    let pixels = build_batch(images, config.image_size, |image, h, w| {
+        Ok(augment_train(image, h, w, &options.augment, &mut rng))
+    })?;
+    let forward = ForwardOptions::train(config, &mut rng);
+    Ok(PreparedBatch {
+        step,
+        pixels,
+        forward,
+    })
 }
 
 /// A pretraining run in progress.
@@ -148,6 +189,10 @@ impl Pretrainer {
         &self.optim
     }
 
+    pub fn options(&self) -> &PretrainOptions {
+        &self.options
+    }
+
     /// The next step on the batch `sampler` gives for it, with the training augmentation
     /// and the training forward pass (RoPE rescale, drop-path).
     pub async fn step(
@@ -155,21 +200,29 @@ impl Pretrainer {
         data: &ImageSet,
         sampler: &Sampler,
     ) -> Result<PretrainRecord, NepaError> {
-        let indices = sampler.batch_indices(self.step);
-        let images: Vec<&RgbImage> = indices.iter().map(|&i| &data.images[i]).collect();
-        self.step_images(&images).await
+        let batch = prepare_batch(data, sampler, &self.config, &self.options, self.step)?;
+        self.step_prepared(batch).await
     }
 
     /// The next step on augmented crops of `images`.
     pub async fn step_images(&mut self, images: &[&RgbImage]) -> Result<PretrainRecord, NepaError> {
-        let mut rng = step_rng(self.options.seed, self.step);
-        let augment = self.options.augment.clone();
-        let pixels = build_batch(images, self.config.image_size, |image, h, w| {
-            Ok(augment_train(image, h, w, &augment, &mut rng))
-        })?;
-        let forward = ForwardOptions::train(&self.config, &mut rng);
-        let pixels = Tensor::from_data(pixels, &self.device);
-        self.step_pixels(pixels, &forward).await
+        let batch = prepare_images(images, &self.config, &self.options, self.step)?;
+        self.step_prepared(batch).await
+    }
+
+    /// The next step on a batch prepared by [`prepare_batch`] (possibly on another thread).
+    pub async fn step_prepared(
+        &mut self,
+        batch: PreparedBatch,
+    ) -> Result<PretrainRecord, NepaError> {
+        if batch.step != self.step {
+            return Err(NepaError::Input(format!(
+                "the batch was prepared for step {}, but the run is at step {}",
+                batch.step, self.step
+            )));
+        }
+        let pixels = Tensor::from_data(batch.pixels, &self.device);
+        self.step_pixels(pixels, &batch.forward).await
     }
 
     /// The next step on a ready batch of normalised pixels on the device (the benchmark's
@@ -198,15 +251,17 @@ impl Pretrainer {
         );
         self.model = Some(out.model);
         self.step += 1;
-        let loss = read_scalar(out.loss).await?;
-        let grad_norm = match out.grad_norm {
-            Some(norm) => Some(read_scalar(norm).await?),
-            None => None,
-        };
-        let embedding_similarity = match out.embedding_similarity {
-            Some(s) => Some(read_scalar(s).await?),
-            None => None,
-        };
+        // One read for the three values: each read waits for the device.
+        let (has_norm, has_similarity) =
+            (out.grad_norm.is_some(), out.embedding_similarity.is_some());
+        let tensors = std::iter::once(out.loss)
+            .chain(out.grad_norm)
+            .chain(out.embedding_similarity)
+            .collect();
+        let mut values = read_scalars(tensors).await?.into_iter();
+        let loss = values.next().unwrap_or(f32::NAN);
+        let grad_norm = has_norm.then(|| values.next().unwrap_or(f32::NAN));
+        let embedding_similarity = has_similarity.then(|| values.next().unwrap_or(f32::NAN));
         let outcome = match self.guard.check(step, loss, grad_norm) {
             StepVerdict::Apply => StepOutcome::Applied,
             verdict => {

@@ -6,7 +6,7 @@
 //! asynchronously and saved as safetensors under the official parameter names, which works
 //! the same in the browser and natively.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use burn::module::Param;
 use burn::tensor::{Gradients, Tensor, TensorData};
@@ -52,15 +52,18 @@ pub struct AdamW {
     moments: HashMap<String, Moments>,
 }
 
-/// Gradients of the trainable parameters, flattened, keyed by name, after clipping.
+/// Gradients of the trainable parameters, flattened, keyed by name, after clipping. Ordered:
+/// the clipping reduction must issue its operations in the same order every step, or Burn's
+/// fusion sees a new operation stream each step and compiles new kernels for it (a
+/// `HashMap`'s order changes with each map; docs/performance.md §2).
 struct GradTable {
-    grads: HashMap<String, Tensor<1>>,
+    grads: BTreeMap<String, Tensor<1>>,
 }
 
 struct GradGather<'g, F: Fn(&str) -> Option<ParamGroup>> {
     grads: &'g Gradients,
     policy: &'g F,
-    out: HashMap<String, Tensor<1>>,
+    out: BTreeMap<String, Tensor<1>>,
 }
 
 impl<F: Fn(&str) -> Option<ParamGroup>> ParamVisitor for GradGather<'_, F> {
@@ -145,7 +148,7 @@ impl AdamW {
         }
     }
 
-    fn clip(&self, mut grads: HashMap<String, Tensor<1>>) -> (GradTable, Option<Tensor<1>>) {
+    fn clip(&self, mut grads: BTreeMap<String, Tensor<1>>) -> (GradTable, Option<Tensor<1>>) {
         let Some(first) = grads.values().next() else {
             return (GradTable { grads }, None);
         };
@@ -176,15 +179,28 @@ impl AdamW {
         grads: &Gradients,
         policy: impl Fn(&str) -> Option<ParamGroup>,
     ) -> (M, Option<Tensor<1>>) {
+        self.step_marked(model, grads, policy, &mut |_| {})
+    }
+
+    /// [`AdamW::step`], calling `mark("clip")` once the gradients are gathered and clipped
+    /// and before the update: the step profiler (`nepa bench --profile`) times the two apart.
+    pub fn step_marked<M: Walkable>(
+        &mut self,
+        model: M,
+        grads: &Gradients,
+        policy: impl Fn(&str) -> Option<ParamGroup>,
+        mark: &mut dyn FnMut(&'static str),
+    ) -> (M, Option<Tensor<1>>) {
         let mut gather = GradGather {
             grads,
             policy: &policy,
-            out: HashMap::new(),
+            out: BTreeMap::new(),
         };
         let model = model
             .walk_params(&mut gather)
             .expect("visiting cannot fail");
         let (table, norm) = self.clip(gather.out);
+        mark("clip");
         let mut updater = Updater {
             optim: self,
             grads: &table,

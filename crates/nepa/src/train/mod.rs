@@ -9,7 +9,7 @@ mod schedule;
 pub use adamw::{AdamW, AdamWConfig, MAX_STATE_STEP};
 pub use schedule::{FinetuneSchedule, llrd_cosine_warmup, warmup_cosine};
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData, Transaction};
 
 use crate::classifier::NepaClassifier;
 use crate::error::NepaError;
@@ -155,6 +155,30 @@ pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Nep
 /// divergence guard treats a missing value as a bad step.
 pub async fn read_scalar<const D: usize>(tensor: Tensor<D>) -> Result<f32, NepaError> {
     Ok(read_f32(tensor).await?.first().copied().unwrap_or(f32::NAN))
+}
+
+/// The first value of each of `tensors`, read back in one transaction: a training step waits
+/// for the device once, not once per value (NaN for an empty tensor, as [`read_scalar`]).
+pub async fn read_scalars(tensors: Vec<Tensor<1>>) -> Result<Vec<f32>, NepaError> {
+    let transaction = tensors
+        .into_iter()
+        // One transaction holds tensors of one kind: read the values without their autodiff
+        // association (a loss has one, a gradient norm does not).
+        .fold(Transaction::default(), |t, tensor| {
+            t.register(tensor.without_autodiff())
+        });
+    let data = transaction
+        .execute_async()
+        .await
+        .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
+    data.into_iter()
+        .map(|d| {
+            d.convert::<f32>()
+                .try_into_vec::<f32>()
+                .map(|v| v.first().copied().unwrap_or(f32::NAN))
+                .map_err(|e| NepaError::Readback(format!("{e:?}")))
+        })
+        .collect()
 }
 
 /// Top-1 predictions of a batch of logits (host side). With `classes == 0` there is no
