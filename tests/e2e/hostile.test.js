@@ -255,7 +255,10 @@ async function classesReady(page) {
 
 test('fine-tuning: divergence and Stop keep the stored model; a bad stored model is reported and kept', { timeout: 900_000 }, async () => {
   await withPage(DIST, {}, async ({ page, url }) => {
-    await page.goto(url);
+    // On WebGPU (SwiftShader): on the CPU fallback the engine can start the first step before
+    // the page's Stop (pressed the moment it is enabled) reaches it, and Stop at step 0 is
+    // what this test checks.
+    await page.goto(`${url}?webgpu`);
     await page.waitForFunction(() => /safetensors/.test(document.getElementById('model')?.textContent ?? ''), null, { timeout: 120_000 });
     await classesReady(page);
 
