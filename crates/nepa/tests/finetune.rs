@@ -226,7 +226,15 @@ fn finetune_run_repeats_from_its_seed_and_undoes_then_stops_a_divergence() {
     assert_eq!(a.len(), 6);
     assert!(a.iter().all(|l| l.is_finite()), "{a:?}");
     assert!(outcomes.iter().all(|o| *o == StepOutcome::Applied));
-    assert_eq!(a, b, "same seed, same curve");
+    // Same seed, same curve, up to float summation order: Flex runs its reductions and
+    // products on rayon's threads (docs/performance.md §1), which split the work as they
+    // find it, so two runs can round differently (seen: 7e-6).
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4, "same seed, same curve: {a:?} vs {b:?}");
     let (c, _, _) = run_losses(&FinetuneSettings {
         seed: 7,
         ..settings.clone()
@@ -396,7 +404,8 @@ fn bench_reports_compare_step_by_step() {
     let same = compare(&sa, &b);
     assert!(same.same_run);
     assert_eq!(same.common_steps, 4);
-    assert!(same.max_loss_diff.unwrap() < 1e-6);
+    // Two runs from one seed: equal up to the rounding of rayon's work split (see above).
+    assert!(same.max_loss_diff.unwrap() < 1e-4, "{same:?}");
     assert!((same.digest_cosine.unwrap() - 1.0).abs() < 1e-9);
     let other = compare(&sa, &c);
     assert!(!other.same_run);
