@@ -3,7 +3,7 @@
 //! how long it waited for data, so the progress bar shows whether the device starves.
 
 use std::sync::mpsc::{Receiver, sync_channel};
-use std::thread::{Scope, ScopedJoinHandle};
+use std::thread::Scope;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
@@ -16,16 +16,15 @@ use nepa::pretrain::{PreparedBatch, PretrainOptions, prepare_batch};
 const AHEAD: usize = 2;
 
 /// Batches from the loader thread, in step order, and the time spent waiting for them.
-pub struct Prefetch<'scope> {
+pub struct Prefetch {
     batches: Receiver<Result<PreparedBatch, nepa::NepaError>>,
-    _loader: ScopedJoinHandle<'scope, ()>,
     pub waited: Duration,
 }
 
-impl<'scope> Prefetch<'scope> {
-    /// Starts preparing steps `start..total` on a thread of `scope`. Dropping the result stops
-    /// the thread at its next batch.
-    pub fn start<'env>(
+impl Prefetch {
+    /// Starts preparing steps `start..total` on a thread of `scope` (which joins it).
+    /// Dropping the result stops the thread at its next batch.
+    pub fn start<'scope, 'env>(
         scope: &'scope Scope<'scope, 'env>,
         data: &'env ImageSet,
         sampler: &'env Sampler,
@@ -34,7 +33,7 @@ impl<'scope> Prefetch<'scope> {
         (start, total): (usize, usize),
     ) -> Self {
         let (send, batches) = sync_channel(AHEAD);
-        let loader = scope.spawn(move || {
+        scope.spawn(move || {
             for step in start..total {
                 let batch = prepare_batch(data, sampler, config, &options, step);
                 // The receiver is gone: the run ended early (Ctrl-C, divergence).
@@ -45,7 +44,6 @@ impl<'scope> Prefetch<'scope> {
         });
         Self {
             batches,
-            _loader: loader,
             waited: Duration::ZERO,
         }
     }

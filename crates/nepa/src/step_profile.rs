@@ -14,7 +14,7 @@ use web_time::Instant;
 use crate::error::NepaError;
 use crate::loss::{LossOptions, prediction_loss};
 use crate::model::{ForwardOptions, NepaModel};
-use crate::train::{AdamW, ParamGroup, is_no_decay, read_scalar};
+use crate::train::{AdamW, pretrain_group, read_scalar};
 
 /// One part of the step and its time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,16 +75,11 @@ pub async fn profile_step(
     laps.lap("loss")?;
     let grads = loss.backward();
     laps.lap("backward")?;
-    let policy = |key: &str| {
-        Some(ParamGroup {
-            lr,
-            weight_decay: if is_no_decay(key) { 0.0 } else { weight_decay },
-        })
-    };
+    let policy = |key: &str| pretrain_group(key, lr, weight_decay);
     let mut clipped = None;
     let _ = optim
         .clone()
-        .step_marked(model.clone(), &grads, policy, &mut |_| {
+        .step_marked(model.clone(), &grads, policy, &mut || {
             if device.sync().is_ok() {
                 clipped = Some(Instant::now());
             }

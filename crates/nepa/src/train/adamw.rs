@@ -179,17 +179,17 @@ impl AdamW {
         grads: &Gradients,
         policy: impl Fn(&str) -> Option<ParamGroup>,
     ) -> (M, Option<Tensor<1>>) {
-        self.step_marked(model, grads, policy, &mut |_| {})
+        self.step_marked(model, grads, policy, &mut || {})
     }
 
-    /// [`AdamW::step`], calling `mark("clip")` once the gradients are gathered and clipped
+    /// [`AdamW::step`], calling `mark()` once the gradients are gathered and clipped
     /// and before the update: the step profiler (`nepa bench --profile`) times the two apart.
     pub fn step_marked<M: Walkable>(
         &mut self,
         model: M,
         grads: &Gradients,
         policy: impl Fn(&str) -> Option<ParamGroup>,
-        mark: &mut dyn FnMut(&'static str),
+        mark: &mut dyn FnMut(),
     ) -> (M, Option<Tensor<1>>) {
         let mut gather = GradGather {
             grads,
@@ -200,7 +200,7 @@ impl AdamW {
             .walk_params(&mut gather)
             .expect("visiting cannot fail");
         let (table, norm) = self.clip(gather.out);
-        mark("clip");
+        mark();
         let mut updater = Updater {
             optim: self,
             grads: &table,

@@ -70,6 +70,15 @@ pub fn embedding_similarity(input_embedding: Tensor<3>) -> Tensor<1> {
     unit.mean_dim(0).square().sum()
 }
 
+/// A pretraining parameter's group: `lr` everywhere, `weight_decay` except on biases, norms
+/// and LayerScale (docs/nepa.md §4).
+pub fn pretrain_group(key: &str, lr: f64, weight_decay: f64) -> Option<ParamGroup> {
+    Some(ParamGroup {
+        lr,
+        weight_decay: if is_no_decay(key) { 0.0 } else { weight_decay },
+    })
+}
+
 /// One NEPA pretraining step: forward (with `forward`'s training noise), the prediction loss,
 /// backward, and AdamW at learning rate `lr` with `weight_decay` except on biases, norms and
 /// LayerScale (docs/nepa.md §4).
@@ -87,12 +96,7 @@ pub fn pretrain_step(
     let loss =
         crate::loss::prediction_loss(out.last_hidden_state, out.input_embedding, loss_options);
     let grads = loss.backward();
-    let (model, grad_norm) = optim.step(model, &grads, |key| {
-        Some(ParamGroup {
-            lr,
-            weight_decay: if is_no_decay(key) { 0.0 } else { weight_decay },
-        })
-    });
+    let (model, grad_norm) = optim.step(model, &grads, |key| pretrain_group(key, lr, weight_decay));
     StepOutput {
         model,
         loss: loss.detach(),
@@ -142,11 +146,16 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[usize], smoothing: f64) -> Ten
 /// device (a synchronous read panics on WebGPU in the browser); natively the future is ready
 /// at once and a plain `block_on` runs it.
 pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, NepaError> {
-    tensor
+    let data = tensor
         .into_data_async()
         .await
-        .map_err(|e| NepaError::Readback(format!("{e:?}")))?
-        .convert::<f32>()
+        .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
+    host_f32(data)
+}
+
+/// Read-back data as f32 values.
+fn host_f32(data: TensorData) -> Result<Vec<f32>, NepaError> {
+    data.convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| NepaError::Readback(format!("{e:?}")))
 }
@@ -172,12 +181,7 @@ pub async fn read_scalars(tensors: Vec<Tensor<1>>) -> Result<Vec<f32>, NepaError
         .await
         .map_err(|e| NepaError::Readback(format!("{e:?}")))?;
     data.into_iter()
-        .map(|d| {
-            d.convert::<f32>()
-                .try_into_vec::<f32>()
-                .map(|v| v.first().copied().unwrap_or(f32::NAN))
-                .map_err(|e| NepaError::Readback(format!("{e:?}")))
-        })
+        .map(|d| Ok(host_f32(d)?.first().copied().unwrap_or(f32::NAN)))
         .collect()
 }
 
