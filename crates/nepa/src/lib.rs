@@ -18,6 +18,7 @@ pub mod data;
 pub mod error;
 pub mod finetune;
 pub mod flops;
+pub mod forward_tables;
 pub mod guard;
 pub mod idx;
 pub mod image;

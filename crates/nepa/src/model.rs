@@ -5,10 +5,11 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, silu, softmax};
 use burn::tensor::module::{attention, layer_norm};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::config::{Activation, NepaConfig};
 use crate::error::NepaError;
+use crate::forward_tables::{GridTables, TableCache, attention_scale};
 use crate::precision::Precision;
 use crate::rng::SplitMix64;
 use crate::rope::RopeTables;
@@ -40,6 +41,27 @@ impl Norm {
             None => Tensor::ones([self.dim], &x.device()),
         };
         layer_norm(x, weight, self.bias.as_ref().map(|b| b.val()), self.eps)
+    }
+
+    /// The norm's output times `scale`, folded into its weight so it costs no pass of its
+    /// own. Without a weight, `constant` (a cached vector of `scale`s) stands in for it, so
+    /// nothing is allocated per call (docs/performance.md §7).
+    fn forward_scaled<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        scale: f64,
+        constant: &Tensor<1>,
+    ) -> Tensor<D> {
+        let weight = match &self.weight {
+            Some(w) if scale == 1.0 => w.val(),
+            Some(w) => w.val() * scale,
+            None => constant.clone(),
+        };
+        let bias = self.bias.as_ref().map(|b| match scale {
+            1.0 => b.val(),
+            _ => b.val() * scale,
+        });
+        layer_norm(x, weight, bias, self.eps)
     }
 }
 
@@ -139,6 +161,18 @@ impl NepaEmbeddings {
     }
 }
 
+/// What every block's attention takes besides its input; the same for all blocks of one
+/// forward pass.
+#[derive(Clone, Copy)]
+pub struct GridContext<'a> {
+    /// The grid's cached constants (docs/performance.md §7).
+    pub tables: &'a GridTables,
+    /// RoPE at this pass's coordinate scale.
+    pub rope: &'a RopeTables,
+    /// Causal (pretraining) or bidirectional (fine-tuning) attention.
+    pub causal: bool,
+}
+
 /// Multi-head self-attention with QK-LayerNorm and 2D RoPE on patch tokens.
 #[derive(Module, Debug)]
 pub struct NepaAttention {
@@ -192,25 +226,54 @@ impl NepaAttention {
         Tensor::cat(vec![cls, patches], 2)
     }
 
+    /// Q, K and V `[B, T, D]` from one matrix product with the three weights side by side
+    /// (docs/performance.md §7): the input is read once and the backward pass computes one
+    /// input gradient instead of three. The parameters stay three tensors under their
+    /// official names, so checkpoints, optimizer state and LoRA adapters see no difference.
+    fn project_qkv(&self, x: Tensor<3>, precision: Precision) -> [Tensor<3>; 3] {
+        let dense = [&self.query, &self.key, &self.value];
+        let biases: Option<Vec<Tensor<1>>> = dense
+            .iter()
+            .map(|l| l.bias.as_ref().map(|b| b.val()))
+            .collect();
+        let some_bias = dense.iter().any(|l| l.bias.is_some());
+        if biases.is_none() && some_bias {
+            // Only some projections have a bias (no checkpoint of this model does): one
+            // product each, as the layers are.
+            return dense.map(|l| l.forward_in(x.clone(), precision));
+        }
+        let [_, _, d] = x.dims();
+        let weight = Tensor::cat(dense.iter().map(|l| l.weight.val()).collect(), 1);
+        let qkv = precision.linear(x, weight, biases.map(|b| Tensor::cat(b, 0)));
+        [0, 1, 2].map(|i| qkv.clone().narrow(2, i * d, d))
+    }
+
     /// Returns the attention output `[B, T, D]` and, with `keep_probs`, the probabilities
     /// `[B, H, T, T]`.
     pub fn forward(
         &self,
         x: Tensor<3>,
-        rope: &RopeTables,
-        mask: Option<&Tensor<4, Bool>>,
+        grid: &GridContext<'_>,
         precision: Precision,
         keep_probs: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let GridContext {
+            tables,
+            rope,
+            causal,
+        } = *grid;
         let [b, t, d] = x.dims();
-        let mut q = self.heads(self.query.forward_in(x.clone(), precision));
-        let mut k = self.heads(self.key.forward_in(x.clone(), precision));
-        let v = self.heads(self.value.forward_in(x, precision));
-        if let Some(norm) = &self.q_norm {
-            q = norm.forward(q);
-        }
+        let [q, k, v] = self.project_qkv(x, precision);
+        let (mut q, mut k, v) = (self.heads(q), self.heads(k), self.heads(v));
+        // 1/√head_dim is folded into the q-norm's weight (RoPE is linear, so it commutes),
+        // which saves a pass over the [B, H, T, T] logits; without QK-norm q takes it.
+        let scale = attention_scale(d / self.num_heads);
+        q = match &self.q_norm {
+            Some(norm) => norm.forward_scaled(q, scale, &tables.q_scale),
+            None => q * scale,
+        };
         if let Some(norm) = &self.k_norm {
-            k = norm.forward(k);
+            k = norm.forward_scaled(k, 1.0, &tables.ones);
         }
         let q = Self::rotate_patches(q, rope);
         let k = Self::rotate_patches(k, rope);
@@ -220,19 +283,20 @@ impl NepaAttention {
         // and there the low-precision path must keep its softmax in f32 (docs/performance.md §3).
         if !keep_probs && !q.is_autodiff() && precision == Precision::F32 {
             let options = AttentionModuleOptions {
-                scale: None,
+                scale: Some(1.0),
                 softcap: None,
-                is_causal: mask.is_some(),
+                is_causal: causal,
             };
             let context = attention(q, k, v, None, None, options)
                 .swap_dims(1, 2)
                 .reshape([b, t, d]);
             return (self.output.forward_in(context, precision), None);
         }
-        let head_dim = d / self.num_heads;
-        let mut scores = precision.matmul(q, k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
-        if let Some(mask) = mask {
-            scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
+        let mut scores = precision.matmul(q, k.swap_dims(2, 3));
+        if causal {
+            let heads = self.num_heads;
+            let mask = tables.causal_mask.clone().expand([b, heads, t, t]);
+            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         }
         let probs = softmax(scores, 3);
         let context = precision
@@ -338,16 +402,14 @@ impl NepaLayer {
     pub fn forward(
         &self,
         h: Tensor<3>,
-        rope: &RopeTables,
-        mask: Option<&Tensor<4, Bool>>,
+        grid: &GridContext<'_>,
         drop_path: bool,
         precision: Precision,
         keep_probs: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         let (attn, probs) = self.attention.forward(
             self.layernorm_before.forward(h.clone()),
-            rope,
-            mask,
+            grid,
             precision,
             keep_probs,
         );
@@ -437,6 +499,10 @@ pub struct NepaModel {
     /// saved: a checkpoint is the same whatever precision trained it.
     #[module(skip)]
     pub precision: Precision,
+    /// RoPE tables, causal mask and QK-norm constants per grid and device, built on first
+    /// use (docs/performance.md §7). Clones share it.
+    #[module(skip)]
+    pub tables: TableCache,
 }
 
 impl NepaModel {
@@ -459,6 +525,7 @@ impl NepaModel {
             rope_theta: config.rope_theta,
             num_channels: config.num_channels,
             precision: Precision::F32,
+            tables: TableCache::default(),
         })
     }
 
@@ -552,12 +619,6 @@ impl NepaModel {
         Ok(())
     }
 
-    /// Boolean mask `[1, 1, T, T]`, true where attention is forbidden (key after query).
-    fn causal_mask(t: usize, device: &Device) -> Tensor<4, Bool> {
-        let data: Vec<bool> = (0..t * t).map(|k| k % t > k / t).collect();
-        Tensor::<2, Bool>::from_data(TensorData::new(data, [t, t]), device).reshape([1, 1, t, t])
-    }
-
     /// The forward pass on normalised pixels `[B, C, H, W]`.
     ///
     /// # Panics
@@ -570,19 +631,16 @@ impl NepaModel {
         let device = pixels.device();
         let p = self.patch_size();
         let (rows, cols) = (dims[2] / p, dims[3] / p);
-        let t = 1 + rows * cols;
         let head_dim = self.hidden_size() / self.num_heads();
-        let rope = RopeTables::new(
-            rows,
-            cols,
-            head_dim,
-            self.rope_theta,
-            options.rope_scale,
-            &device,
-        );
-        let mask = self
-            .is_causal
-            .then(|| Self::causal_mask(t, &device).expand([dims[0], self.num_heads(), t, t]));
+        let tables = self
+            .tables
+            .get(rows, cols, head_dim, self.rope_theta, &device);
+        let rope = tables.rope(options.rope_scale);
+        let grid = GridContext {
+            tables: &tables,
+            rope: &rope,
+            causal: self.is_causal,
+        };
 
         let z = self.embeddings.forward(pixels, self.precision);
         let mut h = z.clone();
@@ -591,8 +649,7 @@ impl NepaModel {
         for layer in &self.layers {
             let (out, probs) = layer.forward(
                 h,
-                &rope,
-                mask.as_ref(),
+                &grid,
                 options.drop_path,
                 self.precision,
                 options.return_attentions,

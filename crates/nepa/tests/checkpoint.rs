@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::tensor::Device;
-use common::{Fixture, read_fixture, values};
+use common::{Fixture, assert_close, read_fixture, values};
 use nepa::checkpoint::{
     backbone_tensors, classifier_tensors, config_from_metadata, infer_config, to_safetensors,
 };
@@ -282,4 +282,43 @@ fn garbage_bytes_are_a_clear_error() {
     );
     let truncated = &read_fixture("causal_gelu_2x2.model.safetensors")[..1000];
     assert!(load_backbone(truncated, &fx.config, &device, LoadOptions::default()).is_err());
+}
+
+/// The attention computes Q, K and V in one matrix product over the three weights side by
+/// side (docs/performance.md §7); the parameters, and so the files, keep the official three
+/// tensors. A forward pass through the fused product, then an export, gives back every
+/// reference file byte for byte, with the q/k/v keys and no fused one.
+#[test]
+fn official_qkv_keys_round_trip_through_the_fused_projection() {
+    let device = Device::flex();
+    for name in common::FIXTURES.iter().filter(|n| !n.contains("cls")) {
+        let fx = Fixture::load(name);
+        let (model, _) =
+            load_backbone(&fx.model_bytes, &fx.config, &device, LoadOptions::default()).unwrap();
+        // Without autodiff and attention maps this is the fused inference path, which the
+        // parity test (autodiff, maps kept) does not take.
+        let pixels = fx.tensor::<4>("input.pixel_values", &device);
+        let out = model.forward(pixels, &ForwardOptions::eval());
+        assert_close(
+            &format!("{name} z_hat"),
+            values(out.last_hidden_state),
+            fx.get("expected.z_hat"),
+            1e-4,
+        );
+        let saved = to_safetensors(&backbone_tensors(&model, fx.prefixed), &fx.config).unwrap();
+        let saved = entries(&saved);
+        assert_eq!(saved, entries(&fx.model_bytes), "{name}");
+        let prefix = if fx.prefixed { "vit_nepa." } else { "" };
+        for layer in 0..fx.config.num_hidden_layers {
+            for part in ["query", "key", "value"] {
+                let key =
+                    format!("{prefix}encoder.layer.{layer}.attention.attention.{part}.weight");
+                assert!(saved.contains_key(&key), "{name}: {key} missing");
+            }
+        }
+        assert!(
+            !saved.keys().any(|k| k.contains("qkv")),
+            "{name}: a fused key was written"
+        );
+    }
 }
