@@ -340,17 +340,24 @@ impl BenchRun {
     }
 
     /// The parts of one more training step on the benchmark's batch, timed apart
-    /// (docs/performance.md §2); the run itself does not advance.
+    /// (docs/performance.md §2); the run itself does not advance. Two profiled steps run and
+    /// the second is returned: the syncs between parts cut a fusion backend's operation
+    /// stream where an unprofiled step has none, so the first profiled step compiles kernels
+    /// of its own, seconds on a GPU that would land in whichever part compiled them.
     pub async fn profile_step(&self) -> Result<Vec<StepPart>, NepaError> {
         let pixels = synthetic_batch(&self.config, self.settings.batch, self.settings.seed);
-        profile_step(
-            self.trainer.model(),
-            self.trainer.optimizer(),
-            &pixels,
-            self.settings.lr,
-            self.settings.weight_decay,
-        )
-        .await
+        let mut parts = Vec::new();
+        for _ in 0..2 {
+            parts = profile_step(
+                self.trainer.model(),
+                self.trainer.optimizer(),
+                &pixels,
+                self.settings.lr,
+                self.settings.weight_decay,
+            )
+            .await?;
+        }
+        Ok(parts)
     }
 
     /// The trained model.

@@ -19,7 +19,7 @@ use crate::classifier::NepaClassifier;
 use crate::model::ForwardOptions;
 use crate::recipe::soft_target_cross_entropy;
 use crate::train::{
-    AdamW, AdamWConfig, FinetuneSchedule, StepOutput, finetune_step, warmup_cosine,
+    AdamW, AdamWConfig, FinetuneSchedule, StepOutput, finetune_step, flush, warmup_cosine,
 };
 
 enum Optimizer {
@@ -141,11 +141,17 @@ impl Finetuner {
             }
             Optimizer::Lora(optim) => {
                 self.previous = Some((model.clone(), None));
+                let device = pixels.device();
                 let logits = model.forward(pixels, forward);
                 let loss = soft_target_cross_entropy(logits.clone(), targets);
+                // Part by part, as the grouped step does (docs/performance.md §2).
+                flush(&device);
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
+                flush(&device);
+                let model = optim.step(lr, model, grads);
+                flush(&device);
                 StepOutput {
-                    model: optim.step(lr, model, grads),
+                    model,
                     loss: loss.detach(),
                     grad_norm: None,
                     embedding_similarity: None,
