@@ -44,8 +44,8 @@ impl GridTables {
         } = key;
         let values = rope_angles(rows, cols, head_dim, theta, 1.0);
         let shape = [rows * cols, head_dim];
+        let unit_rope = RopeTables::from_angles(&values, shape, device);
         let angles = Tensor::<2>::from_data(TensorData::new(values, shape), device);
-        let unit_rope = RopeTables::new(rows, cols, head_dim, theta, 1.0, device);
         let t = 1 + rows * cols;
         let mask: Vec<bool> = (0..t * t).map(|k| k % t > k / t).collect();
         let causal_mask = Tensor::<2, Bool>::from_data(TensorData::new(mask, [t, t]), device)

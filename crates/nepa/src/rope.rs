@@ -59,9 +59,13 @@ impl RopeTables {
         device: &Device,
     ) -> Self {
         let angles = rope_angles(rows, cols, head_dim, theta, coord_scale);
+        Self::from_angles(&angles, [rows * cols, head_dim], device)
+    }
+
+    /// The tables of host angles `[N, head_dim]` (as [`rope_angles`] lays them out).
+    pub fn from_angles(angles: &[f32], shape: [usize; 2], device: &Device) -> Self {
         let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
         let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
-        let shape = [rows * cols, head_dim];
         Self {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
             sin: Tensor::from_data(TensorData::new(sin, shape), device),
