@@ -168,7 +168,7 @@ pub fn compare_page(props: &CompareProps) -> Html {
             if let Some(p) = &state.progress { <p id="bench-progress" class="busy">{ p.clone() }</p> }
             if let Some(e) = &state.error { <p id="compare-error" class="error">{ e.clone() }</p> }
             { table(&state) }
-            { for state.comparison.as_ref().map(comparison) }
+            if let Some(c) = &state.comparison { { comparison(c) } }
             { curves(&state) }
         </section>
     }

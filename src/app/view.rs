@@ -69,7 +69,8 @@ pub fn device_problems(state: &State, callbacks: &Callbacks) -> Html {
                 </p>
             }
         });
-    html! { <>{ for lost }{ for software }</> }
+    // One node each, present or not: a stable child count (docs/web-architecture.md, "Rendering").
+    html! { <>{ lost.unwrap_or_default() }{ software.unwrap_or_default() }</> }
 }
 
 pub fn errors(state: &State) -> Html {

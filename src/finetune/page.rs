@@ -56,8 +56,11 @@ pub fn finetune_page(props: &FinetuneProps) -> Html {
             <div id="classes" class="classes">{ view::class_cards(&engine, &state) }</div>
             { view::run_controls(&settings, running, state.paused(), &cb) }
             if let Some(m) = &state.message { <p class="busy">{ m.clone() }</p> }
-            { for state.progress.as_ref().map(view::progress) }
-            { for state.trained.as_ref().map(|t| view::trained(t, &state.predictions, &cb)) }
+            // `if`, not `for` over an Option: a section's child count must not change, or Yew
+            // (matching unkeyed children from the end) re-creates every card and thumbnail
+            // above when a run starts (docs/web-architecture.md, "Rendering").
+            if let Some(p) = &state.progress { { view::progress(p) } }
+            if let Some(t) = &state.trained { { view::trained(t, &state.predictions, &cb) } }
         </section>
     }
 }

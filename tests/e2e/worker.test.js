@@ -58,17 +58,28 @@ async function adaptAndFinetune(page) {
     await page.fill(id, String(value));
     await page.dispatchEvent(id, 'change');
   }
+  // The class thumbnails stay the same elements through the run: a run that re-created them
+  // redrew 48 canvases at its start and end, the page's longest tasks (docs/web-architecture.md).
+  await page.evaluate(() => { window.thumbsBefore = [...document.querySelectorAll('.class-thumbs canvas')]; });
   await page.click('#train');
   await page.waitForFunction(() => /finished/.test(document.getElementById('train-status')?.textContent ?? '')
     && document.getElementById('trained-summary'), null, { timeout: 400_000 });
+  const thumbs = await page.evaluate(() => {
+    const now = document.querySelectorAll('.class-thumbs canvas');
+    return { before: window.thumbsBefore.length, now: now.length, kept: window.thumbsBefore.filter((c) => c.isConnected).length };
+  });
+  assert.ok(thumbs.before > 0 && thumbs.kept === thumbs.before && thumbs.now === thumbs.before,
+    `class thumbnails were re-created by the run: ${JSON.stringify(thumbs)}`);
 }
 
-// The bound on WebGPU is looser: SwiftShader is a CPU rasteriser whose threads take both cores
-// of this machine while it runs the shaders, so the page's timer waits for a core there (max
-// lag 77, 98 and 178 ms on an idle machine, 126 ms with a build running); the page itself does
-// no more work than on the CPU path. On a GPU the acceptance bound is 100 ms (issue 10).
-for (const [label, query, webgpu, bound] of [['CPU fallback (?cpu)', '?cpu', true, 100],
-  ['no WebGPU in the browser', '', false, 100], ['WebGPU (?webgpu, SwiftShader)', '?webgpu', true, 200]]) {
+// The acceptance bound of issue 10 holds on every path, WebGPU over SwiftShader included. There
+// SwiftShader's threads take both cores of this machine while they run the shaders, and the
+// page's main thread gets about a fifth of the wall time: a render that takes 30 ms of thread
+// time shows as a 130–180 ms gap. The page kept its renders small for it (docs/web-architecture.md,
+// "Rendering": before, 109–178 ms on WebGPU and 55–80 ms on the CPU paths).
+const bound = 100;
+for (const [label, query, webgpu] of [['CPU fallback (?cpu)', '?cpu', true],
+  ['no WebGPU in the browser', '', false], ['WebGPU (?webgpu, SwiftShader)', '?webgpu', true]]) {
   test(`the page never blocks while the engine adapts and fine-tunes: ${label}`, { timeout: 900_000 }, async () => {
     await withPage(DIST, { webgpu }, async ({ page, url }) => {
       await page.goto(url + query);
