@@ -1,7 +1,7 @@
 //! How a training command computes: the precision of the matrix products and gradient
 //! checkpointing (docs/performance.md §3–§4). Shared by `pretrain`, `finetune` and `bench`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use nepa::Precision;
@@ -46,7 +46,7 @@ impl ComputeArgs {
     /// The autodiff device for training on `device`, after checking that it computes in
     /// the chosen precision.
     pub fn training_device(&self, device: &Device) -> Result<Device> {
-        self.precision().check(device)?;
+        self.precision().check(device).context("--precision")?;
         let device = device.clone().autodiff();
         Ok(if self.gradient_checkpointing {
             device.gradient_checkpointing()

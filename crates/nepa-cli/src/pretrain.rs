@@ -1,10 +1,11 @@
 //! `nepa pretrain`: NEPA pretraining (docs/nepa.md §4) on an image folder or idx files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use clap::Args;
 use futures_lite::future::block_on;
 use nepa::checkpoint::{backbone_tensors, load_backbone, to_safetensors};
@@ -13,7 +14,7 @@ use nepa::guard::DEFAULT_MAX_CONSECUTIVE_NON_FINITE;
 use nepa::image::Augment;
 use nepa::pretrain::{PretrainOptions, PretrainSchedule, Pretrainer};
 use nepa::train::{AdamW, AdamWConfig};
-use nepa::{LoadOptions, LossOptions, NepaModel, StepOutcome};
+use nepa::{LoadOptions, LossOptions, NepaConfig, NepaModel, StepOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -155,65 +156,126 @@ impl PretrainSettings {
     }
 }
 
+/// Where a run starts: a fresh model, or a checkpoint's model, optimizer state and step.
+struct Start {
+    config: NepaConfig,
+    settings: PretrainSettings,
+    model: NepaModel,
+    optim: AdamW,
+    step: usize,
+}
+
+/// A resumed run continues with the checkpoint's config and settings.
+fn resume(path: &Path, device: &Device) -> Result<Start> {
+    let loaded = ckpt::open(path)?;
+    let sidecar = loaded
+        .sidecar
+        .clone()
+        .context("--resume needs a checkpoint written by `nepa pretrain` (with a .json sidecar)")?;
+    if sidecar.kind != "pretrain" {
+        bail!(
+            "{} is a {} checkpoint, not a pretraining one",
+            path.display(),
+            sidecar.kind
+        );
+    }
+    let settings: PretrainSettings = serde_json::from_value(sidecar.settings.clone())
+        .context("reading the run settings from the sidecar")?;
+    settings
+        .validate()
+        .with_context(|| format!("the run settings stored in {}", path.display()))?;
+    let (model, _) = load_backbone(
+        &loaded.model,
+        &sidecar.config,
+        device,
+        LoadOptions::default(),
+    )
+    .with_context(|| format!("loading {}", loaded.path.display()))?;
+    let optim = match &loaded.optimizer {
+        Some(bytes) => AdamW::load_state(settings.adamw(), bytes, device)
+            .with_context(|| format!("the optimizer state of {}", loaded.path.display()))?,
+        None => AdamW::new(settings.adamw()),
+    };
+    // A state whose moments do not fit the model is refused now, not at step 1.
+    optim.check_against(&model).with_context(|| {
+        format!(
+            "the optimizer state of {} does not fit its weights",
+            loaded.path.display()
+        )
+    })?;
+    println!(
+        "resuming {} at step {}",
+        loaded.path.display(),
+        sidecar.step
+    );
+    Ok(Start {
+        config: sidecar.config,
+        settings,
+        model,
+        optim,
+        step: sidecar.step,
+    })
+}
+
+fn fresh(args: &PretrainArgs, device: &Device) -> Result<Start> {
+    args.train.validate()?;
+    ckpt::prepare_fresh_out(&args.out, args.overwrite)?;
+    let config = args.model.config()?.with_causal(!args.train.bidirectional);
+    device.seed(args.train.seed);
+    let model = NepaModel::new(&config, device)?;
+    Ok(Start {
+        config,
+        settings: args.train.clone(),
+        model,
+        optim: AdamW::new(args.train.adamw()),
+        step: 0,
+    })
+}
+
+/// What the step loop needs besides the trainer: where to write, and how far to go.
+struct RunOutput<'a> {
+    out: &'a Path,
+    config: &'a NepaConfig,
+    settings: &'a PretrainSettings,
+    total: usize,
+}
+
+impl RunOutput<'_> {
+    /// Weights, optimizer state and sidecar of `trainer` after `step` steps.
+    fn save(&self, trainer: &Pretrainer, step: usize, loss: Option<f32>) -> Result<PathBuf> {
+        let weights = to_safetensors(&backbone_tensors(trainer.model(), true), self.config)?;
+        let state = to_safetensors(&trainer.optimizer().state_tensors(), self.config)?;
+        let sidecar = Sidecar {
+            kind: "pretrain".into(),
+            config: self.config.clone(),
+            step,
+            total_steps: self.total,
+            seed: self.settings.seed,
+            loss,
+            classes: vec![],
+            settings: serde_json::to_value(self.settings)?,
+            model_file: String::new(),
+            optimizer_file: None,
+        };
+        let name = format!("step-{step:07}");
+        ckpt::save(self.out, &name, &weights, Some(&state), sidecar)
+    }
+}
+
 pub fn run(args: PretrainArgs) -> Result<()> {
     let selected = device::select(args.device)?;
     let device = args.compute.training_device(&selected.device)?;
-
-    // A resumed run continues with the checkpoint's config and settings.
-    let (config, settings, model, optim, start) = match &args.resume {
-        Some(path) => {
-            let loaded = ckpt::open(path)?;
-            let sidecar = loaded.sidecar.clone().context(
-                "--resume needs a checkpoint written by `nepa pretrain` (with a .json sidecar)",
-            )?;
-            if sidecar.kind != "pretrain" {
-                bail!(
-                    "{} is a {} checkpoint, not a pretraining one",
-                    path.display(),
-                    sidecar.kind
-                );
-            }
-            let settings: PretrainSettings = serde_json::from_value(sidecar.settings.clone())
-                .context("reading the run settings from the sidecar")?;
-            settings
-                .validate()
-                .with_context(|| format!("the run settings stored in {}", path.display()))?;
-            let (model, _) = load_backbone(
-                &loaded.model,
-                &sidecar.config,
-                &device,
-                LoadOptions::default(),
-            )
-            .with_context(|| format!("loading {}", loaded.path.display()))?;
-            let optim = match &loaded.optimizer {
-                Some(bytes) => AdamW::load_state(settings.adamw(), bytes, &device)
-                    .with_context(|| format!("the optimizer state of {}", loaded.path.display()))?,
-                None => AdamW::new(settings.adamw()),
-            };
-            // A state whose moments do not fit the model is refused now, not at step 1.
-            optim.check_against(&model).with_context(|| {
-                format!(
-                    "the optimizer state of {} does not fit its weights",
-                    loaded.path.display()
-                )
-            })?;
-            println!(
-                "resuming {} at step {}",
-                loaded.path.display(),
-                sidecar.step
-            );
-            (sidecar.config, settings, model, optim, sidecar.step)
-        }
-        None => {
-            args.train.validate()?;
-            ckpt::prepare_fresh_out(&args.out, args.overwrite)?;
-            let config = args.model.config()?.with_causal(!args.train.bidirectional);
-            device.seed(args.train.seed);
-            let model = NepaModel::new(&config, &device)?;
-            let optim = AdamW::new(args.train.adamw());
-            (config, args.train.clone(), model, optim, 0)
-        }
+    let start = match &args.resume {
+        Some(path) => resume(path, &device)?,
+        None => fresh(&args, &device)?,
     };
+    let Start {
+        config,
+        settings,
+        model,
+        optim,
+        step,
+    } = start;
 
     let data = Dataset::load(&args.data, args.split, stored_side(&config))?;
     let sampler = Sampler::new(data.len(), settings.batch_size, settings.seed)?;
@@ -250,54 +312,69 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         max_bad_steps: DEFAULT_MAX_CONSECUTIVE_NON_FINITE,
     };
     let model = model.with_precision(args.compute.precision());
-    let mut trainer = Pretrainer::new(model, &config, optim, options, start, &device);
+    let mut trainer = Pretrainer::new(model, &config, optim, options, step, &device);
+    let output = RunOutput {
+        out: &args.out,
+        config: &config,
+        settings: &settings,
+        total,
+    };
+    let loader = Loader {
+        data: &data,
+        sampler: &sampler,
+    };
+    if let LoopEnd::Finished { last_loss } = train_loop(&args, &output, &mut trainer, loader)? {
+        let path = output.save(&trainer, total, last_loss)?;
+        println!("saved {}", path.display());
+    }
+    Ok(())
+}
 
+struct Loader<'a> {
+    data: &'a Dataset,
+    sampler: &'a Sampler,
+}
+
+enum LoopEnd {
+    Finished {
+        last_loss: Option<f32>,
+    },
+    /// Stopped by Ctrl-C; the checkpoint is written.
+    Interrupted,
+}
+
+/// Runs the steps left, with batches prefetched on worker threads; logs every step to the
+/// progress bar and metrics.jsonl, saves every `--save-every` steps and on Ctrl-C.
+fn train_loop(
+    args: &PretrainArgs,
+    output: &RunOutput,
+    trainer: &mut Pretrainer,
+    loader: Loader,
+) -> Result<LoopEnd> {
+    let total = output.total;
+    let batch_size = output.settings.batch_size;
     let metrics = Metrics::new(&args.out)?;
     let interrupted = interrupt_flag();
-    let progress = Progress::new(total, start, args.log_every);
-    let save = |trainer: &Pretrainer, step: usize, loss: Option<f32>| -> Result<PathBuf> {
-        let weights = to_safetensors(&backbone_tensors(trainer.model(), true), &config)?;
-        let state = to_safetensors(&trainer.optimizer().state_tensors(), &config)?;
-        let sidecar = Sidecar {
-            kind: "pretrain".into(),
-            config: config.clone(),
-            step,
-            total_steps: total,
-            seed: settings.seed,
-            loss,
-            classes: vec![],
-            settings: serde_json::to_value(&settings)?,
-            model_file: String::new(),
-            optimizer_file: None,
-        };
-        ckpt::save(
-            &args.out,
-            &format!("step-{step:07}"),
-            &weights,
-            Some(&state),
-            sidecar,
-        )
-    };
-
+    let progress = Progress::new(total, trainer.step, args.log_every);
     let mut last_loss = None;
     let mut window = Instant::now();
     let mut window_steps = 0usize;
     let options = trainer.options().clone();
-    std::thread::scope(|scope| -> Result<()> {
+    std::thread::scope(|scope| -> Result<LoopEnd> {
         let mut batches = Prefetch::start(
             scope,
-            &data,
-            &sampler,
-            &config,
+            loader.data,
+            loader.sampler,
+            output.config,
             options,
             (trainer.step, total),
         );
         while trainer.step < total {
             let step = trainer.step;
             if interrupted.load(Ordering::SeqCst) {
-                let path = save(&trainer, step, last_loss)?;
+                let path = output.save(trainer, step, last_loss)?;
                 progress.println(format!("saved {} after {step} steps", path.display()));
-                return Ok(());
+                return Ok(LoopEnd::Interrupted);
             }
             let batch = batches.next()?;
             let record = block_on(trainer.step_prepared(batch))?;
@@ -306,7 +383,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
                 &record.outcome,
                 (step, record.loss, record.grad_norm),
                 trainer.skipped_steps(),
-                || save(&trainer, step + 1, last_loss),
+                || output.save(trainer, step + 1, last_loss),
             )?;
             if record.outcome == StepOutcome::Applied {
                 last_loss = Some(record.loss);
@@ -314,7 +391,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             let loss = record.loss;
             window_steps += 1;
             let elapsed = window.elapsed().as_secs_f64();
-            let img_s = (window_steps * settings.batch_size) as f64 / elapsed;
+            let img_s = (window_steps * batch_size) as f64 / elapsed;
             // Share of the window the loop waited for the loader: near 0 the device is fed.
             let data_wait = 100.0 * batches.waited.as_secs_f64() / elapsed;
             metrics.log(json!({
@@ -335,18 +412,12 @@ pub fn run(args: PretrainArgs) -> Result<()> {
                 window_steps = 0;
                 batches.waited = Default::default();
             }
-            if args.save_every > 0 && (step + 1) % args.save_every == 0 && step + 1 < total {
-                save(&trainer, step + 1, last_loss)?;
+            if args.save_every > 0 && (step + 1).is_multiple_of(args.save_every) && step + 1 < total
+            {
+                output.save(trainer, step + 1, last_loss)?;
             }
         }
-        Ok(())
-    })?;
-    if trainer.step < total {
-        // Interrupted: saved inside the loop.
-        return Ok(());
-    }
-    progress.finish();
-    let path = save(&trainer, total, last_loss)?;
-    println!("saved {}", path.display());
-    Ok(())
+        progress.finish();
+        Ok(LoopEnd::Finished { last_loss })
+    })
 }

@@ -27,7 +27,7 @@ use crate::error::NepaError;
 use crate::flops::FlopsPerImage;
 use crate::image::Augment;
 use crate::loss::{LossOptions, prediction_loss};
-use crate::model::{ForwardOptions, NepaModel};
+use crate::model::{ForwardOptions, NepaModel, takes_fused_attention};
 use crate::precision::Precision;
 use crate::pretrain::{PretrainOptions, PretrainSchedule, Pretrainer};
 use crate::rng::SplitMix64;
@@ -400,16 +400,7 @@ impl BenchRun {
             seed: self.settings.seed,
             batch: self.settings.batch,
             dtype: Some(self.settings.precision.report_dtype().into()),
-            // Inference in f32 takes the backend's attention op (a fused kernel where the
-            // backend has one); training and low precision write softmax(QKᵀ)·V out.
-            attention: Some(
-                if self.settings.precision == Precision::F32 {
-                    "explicit (train), fused op (inference)"
-                } else {
-                    "explicit"
-                }
-                .into(),
-            ),
+            attention: Some(attention_label(self.settings.precision)),
             flops_per_image: Some(flops),
             train: Some(TrainReport {
                 warmup_steps: warm,
@@ -818,5 +809,18 @@ pub fn compare(a: &RunReport, b: &RunReport) -> Comparison {
         max_loss_diff,
         digest_max_abs_diff,
         digest_cosine,
+    }
+}
+
+/// The report's `attention` field: which attention form the timed training steps and
+/// inference runs take (`takes_fused_attention`).
+fn attention_label(precision: Precision) -> String {
+    let form = |autodiff| match takes_fused_attention(precision, autodiff, false) {
+        true => "fused op",
+        false => "explicit",
+    };
+    match (form(true), form(false)) {
+        (train, inference) if train == inference => train.into(),
+        (train, inference) => format!("{train} (train), {inference} (inference)"),
     }
 }

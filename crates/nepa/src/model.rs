@@ -173,6 +173,14 @@ pub struct GridContext<'a> {
     pub causal: bool,
 }
 
+/// Whether attention takes the backend's fused op rather than softmax(QKᵀ)·V written out:
+/// inference (no autodiff) in f32 without the attention maps. Under autodiff Burn
+/// decomposes the op anyway, and the low-precision path keeps its softmax in f32
+/// (docs/performance.md §3). The bench report's label is derived from it.
+pub fn takes_fused_attention(precision: Precision, autodiff: bool, keep_probs: bool) -> bool {
+    !keep_probs && !autodiff && precision == Precision::F32
+}
+
 /// Multi-head self-attention with QK-LayerNorm and 2D RoPE on patch tokens.
 #[derive(Module, Debug)]
 pub struct NepaAttention {
@@ -281,7 +289,7 @@ impl NepaAttention {
         // Flex and (autotuned) flash attention on CUDA, softmax inside it in f32. Training
         // keeps the explicit form below: under autodiff Burn decomposes the op the same way,
         // and there the low-precision path must keep its softmax in f32 (docs/performance.md §3).
-        if !keep_probs && !q.is_autodiff() && precision == Precision::F32 {
+        if takes_fused_attention(precision, q.is_autodiff(), keep_probs) {
             let options = AttentionModuleOptions {
                 scale: Some(1.0),
                 softcap: None,

@@ -70,11 +70,12 @@ impl Precision {
     }
 
     /// Refuses a precision the device cannot compute in, with a message that says what to
-    /// use instead (computing in an unsupported type gives garbage, not an error).
+    /// use instead (computing in an unsupported type gives garbage, not an error). The
+    /// message names precisions, not a front end's switch: the CLI adds its flag.
     pub fn check(self, device: &Device) -> Result<(), NepaError> {
         match self.product_dtype() {
             Some(dtype) if !device.supports_dtype(dtype) => Err(NepaError::Config(format!(
-                "this device cannot compute in {}: use --precision f32{}",
+                "this device cannot compute in {}: use f32{}",
                 self.name(),
                 if self == Precision::F16 {
                     " or bf16"
