@@ -285,10 +285,8 @@ impl NepaAttention {
         }
         let q = Self::rotate_patches(q, rope);
         let k = Self::rotate_patches(k, rope);
-        // Inference without the maps takes the backend's attention op: one fused kernel on
-        // Flex and (autotuned) flash attention on CUDA, softmax inside it in f32. Training
-        // keeps the explicit form below: under autodiff Burn decomposes the op the same way,
-        // and there the low-precision path must keep its softmax in f32 (docs/performance.md §3).
+        // The backend's attention op: one fused kernel on Flex and (autotuned) flash attention
+        // on CUDA, softmax inside it in f32. When it applies: `takes_fused_attention`.
         if takes_fused_attention(precision, q.is_autodiff(), keep_probs) {
             let options = AttentionModuleOptions {
                 scale: Some(1.0),
