@@ -109,6 +109,9 @@ test('a NEPA-B-shaped checkpoint loads by file and by URL (then from the browser
   await withPage(DIST, { extra: { '/models/nepa-b.safetensors': serveB } }, async ({ page, url }) => {
     await page.goto(url);
     await modelReady(page);
+    // The lag measured is the load's, not startup's (the startup test covers that): the demo
+    // model's first map is drawn before the file is given.
+    await viewOfCurrentModel(page);
     await startLagMonitor(page);
     let started = Date.now();
     await page.setInputFiles('#file-input', path);
@@ -136,10 +139,9 @@ test('a NEPA-B-shaped checkpoint loads by file and by URL (then from the browser
     assert.equal(served, 1);
     const lagByUrl = await page.evaluate(() => window.maxLag);
     console.log(`max timer lag: ${lagByFile.toFixed(1)} ms loading by file and analysing, ${lagByUrl.toFixed(1)} ms loading by URL`);
-    // Responsive, though not to the 100 ms of the training test: while the engine streams the
-    // 342 MB file in, the page's timer has shown single gaps of up to ~150 ms on this 2-core
-    // machine (its one message per 100 ms is not the cause; the gaps come with the file read).
-    assert.ok(Math.max(lagByFile, lagByUrl) <= 250, `timer lag ${lagByFile.toFixed(1)} / ${lagByUrl.toFixed(1)} ms`);
+    // The training test's bound. Measured from startup on, gaps of 260 ms came from the first
+    // map's render overlapping the file read on 2 cores; the load alone shows 18–31 ms.
+    assert.ok(Math.max(lagByFile, lagByUrl) <= 100, `timer lag ${lagByFile.toFixed(1)} / ${lagByUrl.toFixed(1)} ms`);
 
     // After a reload the same URL comes from Cache Storage, not the network; it can be deleted.
     await page.reload();
