@@ -22,6 +22,7 @@ pub mod forward_tables;
 pub mod guard;
 pub mod idx;
 pub mod image;
+pub mod kernels;
 pub mod loss;
 pub mod model;
 pub mod precision;

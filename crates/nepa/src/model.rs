@@ -2,7 +2,7 @@
 //! QK-norm, 2D RoPE and LayerScale, and a final LayerNorm. No decoder, no head.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::{attention, layer_norm};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -10,6 +10,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use crate::config::{Activation, NepaConfig};
 use crate::error::NepaError;
 use crate::forward_tables::{GridTables, TableCache, attention_scale};
+use crate::kernels::gelu;
 use crate::precision::Precision;
 use crate::rng::SplitMix64;
 use crate::rope::RopeTables;

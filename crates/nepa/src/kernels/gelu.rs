@@ -1,0 +1,190 @@
+//! GELU on Flex through nepa's kernel (`gelu_math`), with its own backward pass under autodiff;
+//! every other backend gets Burn's `gelu` (docs/performance.md §8).
+
+use burn::backend::TensorMetadata;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::{
+    BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
+};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ActivationOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex,
+    GradientCheckpointingStrategy,
+};
+use burn::tensor::{DType, Tensor, TensorData, activation};
+
+use super::gelu_math::{gelu_grad_in_place, gelu_in_place};
+
+/// GELU (the erf form, as PyTorch's `nn.GELU()`), element-wise.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    use DispatchTensorKind::{Autodiff as Tracked, Flex as OnFlex};
+    let DispatchTensor { kind, autodiff } = x.into_dispatch();
+    let kind = match kind {
+        OnFlex(BackendTensor::Float(t)) => OnFlex(BackendTensor::Float(forward(t))),
+        // An autodiff tensor is its backend's kind, boxed.
+        Tracked(inner) => match *inner {
+            OnFlex(BackendTensor::Autodiff(t)) => {
+                let t = match autodiff {
+                    DispatchAutodiffContext::Enabled(GradientCheckpointingStrategy::Balanced) => {
+                        tracked::<BalancedCheckpointing>(t)
+                    }
+                    _ => tracked::<NoCheckpointing>(t),
+                };
+                Tracked(Box::new(OnFlex(BackendTensor::Autodiff(t))))
+            }
+            inner => return burn_gelu(Tracked(Box::new(inner)), autodiff),
+        },
+        other => return burn_gelu(other, autodiff),
+    };
+    Tensor::from_dispatch(DispatchTensor { kind, autodiff })
+}
+
+fn burn_gelu<const D: usize>(
+    kind: DispatchTensorKind,
+    autodiff: DispatchAutodiffContext,
+) -> Tensor<D> {
+    activation::gelu(Tensor::from_dispatch(DispatchTensor { kind, autodiff }))
+}
+
+/// The values as one contiguous f32 buffer starting at 0; other dtypes come back as `Err`.
+fn contiguous_f32(t: FlexTensor) -> Result<FlexTensor, FlexTensor> {
+    if t.dtype() != DType::F32 {
+        return Err(t);
+    }
+    Ok(if t.is_contiguous() && t.layout().start_offset() == 0 {
+        t
+    } else {
+        t.to_contiguous()
+    })
+}
+
+/// A new tensor of `t`'s shape holding `values`.
+fn with_values(t: &FlexTensor, values: Vec<f32>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, t.shape()))
+}
+
+fn forward(t: FlexTensor) -> FlexTensor {
+    let mut t = match contiguous_f32(t) {
+        Ok(t) => t,
+        Err(t) => return Flex::gelu(t),
+    };
+    let n = t.layout().num_elements();
+    if let Some(values) = t.try_storage_mut::<f32>() {
+        gelu_in_place(&mut values[..n]);
+        return t;
+    }
+    // Shared (autodiff keeps the input for the backward pass): write a new buffer.
+    let mut values = t.storage::<f32>()[..n].to_vec();
+    gelu_in_place(&mut values);
+    with_values(&t, values)
+}
+
+fn backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let (x, mut grad) = match (contiguous_f32(x), contiguous_f32(grad)) {
+        (Ok(x), Ok(grad)) => (x, grad),
+        (x, grad) => {
+            return Flex::gelu_backward(x.unwrap_or_else(|t| t), grad.unwrap_or_else(|t| t));
+        }
+    };
+    let n = x.layout().num_elements();
+    let xs = &x.storage::<f32>()[..n];
+    if let Some(grads) = grad.try_storage_mut::<f32>() {
+        gelu_grad_in_place(xs, &mut grads[..n]);
+        return grad;
+    }
+    let mut grads = grad.storage::<f32>()[..n].to_vec();
+    gelu_grad_in_place(xs, &mut grads);
+    with_values(&grad, grads)
+}
+
+/// The backward step: the input is the state.
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| backward(x, grad));
+    }
+}
+
+fn tracked<C: CheckpointStrategy>(t: FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>> {
+    // Compute-bound: a checkpointing strategy keeps the input rather than recomputing it.
+    match GeluBackward
+        .prepare::<C>([t.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let x = t.primitive().clone();
+            prep.finish(x.clone(), forward(x))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(t.into_primitive())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gelu_math::{gelu_grad_one, gelu_one};
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Flex runs nepa's kernel (its values bit for bit), on contiguous and transposed inputs,
+    /// and agrees with Burn's GELU.
+    #[test]
+    fn flex_takes_the_kernel_and_matches_burn() {
+        let device = Device::flex();
+        let x = Tensor::<2>::random([37, 45], Distribution::Normal(0.0, 3.0), &device);
+        for input in [x.clone(), x.clone().swap_dims(0, 1)] {
+            let xs = values(input.clone());
+            let got = values(gelu(input.clone()));
+            let burn = values(activation::gelu(input));
+            for ((g, b), x) in got.iter().zip(&burn).zip(&xs) {
+                assert_eq!(*g, gelu_one(*x));
+                assert!(
+                    (g - b).abs() <= 3e-7 * x.abs().max(1.0),
+                    "GELU({x}): {g} vs Burn {b}"
+                );
+            }
+        }
+    }
+
+    /// Under autodiff the gradient is nepa's derivative, and it agrees with Burn's.
+    #[test]
+    fn the_backward_pass_matches_burn() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<2>::random([29, 31], Distribution::Normal(0.0, 3.0), &device);
+        let weights = Tensor::<2>::random([29, 31], Distribution::Normal(0.0, 1.0), &device);
+        let grad_of = |f: fn(Tensor<2>) -> Tensor<2>| {
+            let x = x.clone().require_grad();
+            let grads = (f(x.clone()) * weights.clone()).sum().backward();
+            values(x.grad(&grads).unwrap())
+        };
+        let (ours, burn) = (grad_of(gelu), grad_of(activation::gelu));
+        let (xs, ws) = (values(x.clone()), values(weights.clone()));
+        for i in 0..xs.len() {
+            assert_eq!(
+                ours[i],
+                gelu_grad_one(xs[i], ws[i]),
+                "burn {} x {} w {}",
+                burn[i],
+                xs[i],
+                ws[i]
+            );
+            assert!(
+                (ours[i] - burn[i]).abs() <= 1e-6 * ws[i].abs().max(1.0),
+                "at {i}"
+            );
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! nepa's own CPU kernels for operations where Flex's generic ones dominate a step's time
+//! (docs/performance.md §8). Each one takes a Flex tensor when it has one and hands every
+//! other backend (wgpu, CUDA, ...) Burn's own operation, so a caller never branches on the
+//! device.
+
+mod gelu;
+mod gelu_math;
+
+pub use gelu::gelu;
