@@ -28,7 +28,8 @@ fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.clamp(-87.0, 88.0);
-    let k = (x * core::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * core::f32::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
     let r = (x - k * LN2_HI) - k * LN2_LO;
     let mut p = 1.0 / 5040.0;
     for c in [
@@ -42,7 +43,10 @@ fn exp(x: f32) -> f32 {
     ] {
         p = p * r + c;
     }
-    p * f32::from_bits(((k as i32 + 127) << 23) as u32)
+    // k sits in the low bits of `shifted`: reading it there, not by `k as i32` (a saturating
+    // cast LLVM does one lane at a time), keeps the loop vectorised.
+    let k_bits = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    p * f32::from_bits(((k_bits + 127) << 23) as u32)
 }
 
 /// (Φ(x), φ(x)): the standard normal's distribution function and density.
