@@ -3,14 +3,14 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::module::{attention, layer_norm};
+use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::config::{Activation, NepaConfig};
 use crate::error::NepaError;
 use crate::forward_tables::{GridTables, TableCache, attention_scale};
-use crate::kernels::gelu;
+use crate::kernels::{gelu, layer_norm};
 use crate::precision::Precision;
 use crate::rng::SplitMix64;
 use crate::rope::RopeTables;

@@ -5,5 +5,8 @@
 
 mod gelu;
 mod gelu_math;
+mod layer_norm;
+mod layer_norm_math;
 
 pub use gelu::gelu;
+pub use layer_norm::layer_norm;
