@@ -13,10 +13,10 @@ use burn::backend::ops::ActivationOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex,
-    GradientCheckpointingStrategy,
 };
-use burn::tensor::{DType, Tensor, TensorData, activation};
+use burn::tensor::{Tensor, activation};
 
+use super::flex::{checkpoints, contiguous_f32, from_vec, values};
 use super::gelu_math::{gelu_grad_in_place, gelu_in_place};
 
 /// GELU (the erf form, as PyTorch's `nn.GELU()`), element-wise.
@@ -28,11 +28,10 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         // An autodiff tensor is its backend's kind, boxed.
         Tracked(inner) => match *inner {
             OnFlex(BackendTensor::Autodiff(t)) => {
-                let t = match autodiff {
-                    DispatchAutodiffContext::Enabled(GradientCheckpointingStrategy::Balanced) => {
-                        tracked::<BalancedCheckpointing>(t)
-                    }
-                    _ => tracked::<NoCheckpointing>(t),
+                let t = if checkpoints(autodiff) {
+                    tracked::<BalancedCheckpointing>(t)
+                } else {
+                    tracked::<NoCheckpointing>(t)
                 };
                 Tracked(Box::new(OnFlex(BackendTensor::Autodiff(t))))
             }
@@ -50,23 +49,6 @@ fn burn_gelu<const D: usize>(
     activation::gelu(Tensor::from_dispatch(DispatchTensor { kind, autodiff }))
 }
 
-/// The values as one contiguous f32 buffer starting at 0; other dtypes come back as `Err`.
-fn contiguous_f32(t: FlexTensor) -> Result<FlexTensor, FlexTensor> {
-    if t.dtype() != DType::F32 {
-        return Err(t);
-    }
-    Ok(if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t
-    } else {
-        t.to_contiguous()
-    })
-}
-
-/// A new tensor of `t`'s shape holding `values`.
-fn with_values(t: &FlexTensor, values: Vec<f32>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, t.shape()))
-}
-
 fn forward(t: FlexTensor) -> FlexTensor {
     let mut t = match contiguous_f32(t) {
         Ok(t) => t,
@@ -78,9 +60,9 @@ fn forward(t: FlexTensor) -> FlexTensor {
         return t;
     }
     // Shared (autodiff keeps the input for the backward pass): write a new buffer.
-    let mut values = t.storage::<f32>()[..n].to_vec();
-    gelu_in_place(&mut values);
-    with_values(&t, values)
+    let mut ys = values(&t).to_vec();
+    gelu_in_place(&mut ys);
+    from_vec(ys, t.shape())
 }
 
 fn backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -90,15 +72,14 @@ fn backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
             return Flex::gelu_backward(x.unwrap_or_else(|t| t), grad.unwrap_or_else(|t| t));
         }
     };
-    let n = x.layout().num_elements();
-    let xs = &x.storage::<f32>()[..n];
+    let (xs, n) = (values(&x), x.layout().num_elements());
     if let Some(grads) = grad.try_storage_mut::<f32>() {
         gelu_grad_in_place(xs, &mut grads[..n]);
         return grad;
     }
-    let mut grads = grad.storage::<f32>()[..n].to_vec();
+    let mut grads = values(&grad).to_vec();
     gelu_grad_in_place(xs, &mut grads);
-    with_values(&grad, grads)
+    from_vec(grads, grad.shape())
 }
 
 /// The backward step: the input is the state.

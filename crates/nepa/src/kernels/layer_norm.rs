@@ -13,11 +13,12 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex,
-    GradientCheckpointingStrategy, TensorMetadata,
+    TensorMetadata,
 };
 use burn::tensor::module;
-use burn::tensor::{DType, Shape, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
+use super::flex::{checkpoints, contiguous, from_vec, values};
 use super::layer_norm_math;
 
 type Tracked = FloatTensor<Autodiff<Flex>>;
@@ -57,11 +58,10 @@ pub fn layer_norm<const D: usize>(
             .shape()[0]])))
     });
     let (x, gamma) = (lift(x), lift(gamma));
-    let out = match autodiff {
-        DispatchAutodiffContext::Enabled(GradientCheckpointingStrategy::Balanced) => {
-            tracked::<BalancedCheckpointing>(x, gamma, beta, eps)
-        }
-        _ => tracked::<NoCheckpointing>(x, gamma, beta, eps),
+    let out = if checkpoints(autodiff) {
+        tracked::<BalancedCheckpointing>(x, gamma, beta, eps)
+    } else {
+        tracked::<NoCheckpointing>(x, gamma, beta, eps)
     };
     let kind = DispatchTensorKind::Autodiff(Box::new(DispatchTensorKind::Flex(
         BackendTensor::Autodiff(out),
@@ -96,23 +96,6 @@ fn lift(t: DispatchTensor) -> Tracked {
     }
 }
 
-/// The values of a Flex f32 tensor, contiguous from 0.
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
-}
-
-fn values(t: &FlexTensor) -> &[f32] {
-    &t.storage::<f32>()[..t.layout().num_elements()]
-}
-
-fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
 #[derive(Debug, Clone)]
 struct State {
     x: FlexTensor,
@@ -128,8 +111,8 @@ impl Backward<Flex, 3> for LayerNormBackward {
 
     fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let State { x, gamma, eps } = ops.state;
-        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
-        let (x, gamma) = (contiguous(&x), contiguous(&gamma));
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let (x, gamma) = (contiguous(x), contiguous(gamma));
         let mut dx = values(&dy).to_vec();
         let (dgamma, dbeta) = layer_norm_math::backward(values(&x), values(&gamma), eps, &mut dx);
         let [px, pgamma, pbeta] = ops.parents;
@@ -147,8 +130,11 @@ impl Backward<Flex, 3> for LayerNormBackward {
 }
 
 fn tracked<C: CheckpointStrategy>(x: Tracked, gamma: Tracked, beta: Tracked, eps: f64) -> Tracked {
-    let (xs, gs) = (contiguous(x.primitive()), contiguous(gamma.primitive()));
-    let bs = contiguous(beta.primitive());
+    let (xs, gs) = (
+        contiguous(x.primitive().clone()),
+        contiguous(gamma.primitive().clone()),
+    );
+    let bs = contiguous(beta.primitive().clone());
     let mut ys = vec![0.0f32; xs.layout().num_elements()];
     layer_norm_math::forward(
         values(&xs),

@@ -3,6 +3,7 @@
 //! other backend (wgpu, CUDA, ...) Burn's own operation, so a caller never branches on the
 //! device.
 
+mod flex;
 mod gelu;
 mod gelu_math;
 mod layer_norm;
