@@ -1,7 +1,7 @@
 // Shared helpers: serve dist/ on loopback and drive Debian's Chromium with WebGPU on.
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
-import { readFile, mkdtemp } from 'node:fs/promises';
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -45,7 +45,10 @@ export async function serve(root, extra = {}) {
   return { url: `http://127.0.0.1:${server.address().port}/`, close };
 }
 
-/** Launches headless Chromium with WebGPU (SwiftShader) enabled. */
+/**
+ * Launches headless Chromium with WebGPU (SwiftShader) enabled, on a fresh profile in the temp
+ * folder. Returns { context, page, dir }: the caller removes `dir` after closing the context.
+ */
 export async function launch({ webgpu = true } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'nepa-chromium-'));
   const args = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -56,7 +59,7 @@ export async function launch({ webgpu = true } = {}) {
   });
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('console', (m) => { if (process.env.NEPA_E2E_VERBOSE) console.log('[page]', m.text()); });
-  return { context, page };
+  return { context, page, dir };
 }
 
 /**
@@ -65,11 +68,14 @@ export async function launch({ webgpu = true } = {}) {
  */
 export async function withPage(root, { extra = {}, webgpu = true } = {}, fn) {
   const server = await serve(root, extra);
-  const { context, page } = await launch({ webgpu });
+  const { context, page, dir } = await launch({ webgpu });
   try {
     return await fn({ page, url: server.url });
   } finally {
     await context.close();
     server.close();
+    // Each profile holds up to ~300 MB (caches, the stored checkpoints): 530 of them had filled
+    // 16 GB of this machine's temp folder.
+    await rm(dir, { recursive: true, force: true });
   }
 }
