@@ -28,6 +28,13 @@ pub fn values(t: &FlexTensor) -> &[f32] {
     &t.storage::<f32>()[..t.layout().num_elements()]
 }
 
+/// The same values, writable: in place when the tensor holds the only reference to its
+/// buffer, else in a copy it then owns (Flex's copy-on-write; autodiff keeps shared inputs).
+pub fn values_mut(t: &mut FlexTensor) -> &mut [f32] {
+    let n = t.layout().num_elements();
+    &mut t.storage_mut::<f32>()[..n]
+}
+
 pub fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }

@@ -1,7 +1,6 @@
 //! GELU on Flex through nepa's kernel (`gelu_math`), with its own backward pass under autodiff;
 //! every other backend gets Burn's `gelu` (docs/performance.md §8).
 
-use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
     BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
@@ -16,7 +15,7 @@ use burn::backend::{
 };
 use burn::tensor::{Tensor, activation};
 
-use super::flex::{checkpoints, contiguous_f32, from_vec, values};
+use super::flex::{checkpoints, contiguous_f32, values, values_mut};
 use super::gelu_math::{gelu_grad_in_place, gelu_in_place};
 
 /// GELU (the erf form, as PyTorch's `nn.GELU()`), element-wise.
@@ -54,15 +53,8 @@ fn forward(t: FlexTensor) -> FlexTensor {
         Ok(t) => t,
         Err(t) => return Flex::gelu(t),
     };
-    let n = t.layout().num_elements();
-    if let Some(values) = t.try_storage_mut::<f32>() {
-        gelu_in_place(&mut values[..n]);
-        return t;
-    }
-    // Shared (autodiff keeps the input for the backward pass): write a new buffer.
-    let mut ys = values(&t).to_vec();
-    gelu_in_place(&mut ys);
-    from_vec(ys, t.shape())
+    gelu_in_place(values_mut(&mut t));
+    t
 }
 
 fn backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -72,14 +64,8 @@ fn backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
             return Flex::gelu_backward(x.unwrap_or_else(|t| t), grad.unwrap_or_else(|t| t));
         }
     };
-    let (xs, n) = (values(&x), x.layout().num_elements());
-    if let Some(grads) = grad.try_storage_mut::<f32>() {
-        gelu_grad_in_place(xs, &mut grads[..n]);
-        return grad;
-    }
-    let mut grads = values(&grad).to_vec();
-    gelu_grad_in_place(xs, &mut grads);
-    from_vec(grads, grad.shape())
+    gelu_grad_in_place(values(&x), values_mut(&mut grad));
+    grad
 }
 
 /// The backward step: the input is the state.

@@ -18,7 +18,7 @@ use burn::backend::{
 use burn::tensor::module;
 use burn::tensor::{DType, Tensor, TensorData};
 
-use super::flex::{checkpoints, contiguous, from_vec, values};
+use super::flex::{checkpoints, contiguous, from_vec, values, values_mut};
 use super::layer_norm_math;
 
 type Tracked = FloatTensor<Autodiff<Flex>>;
@@ -44,14 +44,10 @@ pub fn layer_norm<const D: usize>(
             eps,
         );
     }
-    let autodiff = [Some(&x), Some(&gamma), beta.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|t| t.autodiff)
-        .fold(
-            DispatchAutodiffContext::Disabled,
-            DispatchAutodiffContext::merge,
-        );
+    let autodiff = inputs.iter().flatten().map(|t| t.autodiff).fold(
+        DispatchAutodiffContext::Disabled,
+        DispatchAutodiffContext::merge,
+    );
     let beta = beta.map(lift).unwrap_or_else(|| {
         Tracked::new(FlexTensor::from_data(TensorData::zeros::<f32, _>([gamma
             .kind
@@ -111,14 +107,15 @@ impl Backward<Flex, 3> for LayerNormBackward {
 
     fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let State { x, gamma, eps } = ops.state;
-        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        // The output's gradient becomes x's, overwritten in place.
+        let mut dx = contiguous(grads.consume::<Flex>(&ops.node));
         let (x, gamma) = (contiguous(x), contiguous(gamma));
-        let mut dx = values(&dy).to_vec();
-        let (dgamma, dbeta) = layer_norm_math::backward(values(&x), values(&gamma), eps, &mut dx);
+        let (dgamma, dbeta) =
+            layer_norm_math::backward(values(&x), values(&gamma), eps, values_mut(&mut dx));
         let [px, pgamma, pbeta] = ops.parents;
         let d = gamma.shape();
         for (parent, grad) in [
-            (px, from_vec(dx, x.shape())),
+            (px, dx),
             (pgamma, from_vec(dgamma, d.clone())),
             (pbeta, from_vec(dbeta, d)),
         ] {
@@ -136,13 +133,7 @@ fn tracked<C: CheckpointStrategy>(x: Tracked, gamma: Tracked, beta: Tracked, eps
     );
     let bs = contiguous(beta.primitive().clone());
     let mut ys = vec![0.0f32; xs.layout().num_elements()];
-    layer_norm_math::forward(
-        values(&xs),
-        values(&gs),
-        Some(values(&bs)),
-        eps as f32,
-        &mut ys,
-    );
+    layer_norm_math::forward(values(&xs), values(&gs), values(&bs), eps as f32, &mut ys);
     let out = from_vec(ys, xs.shape());
     // Compute-bound: a checkpointing strategy keeps the inputs rather than recomputing them.
     match LayerNormBackward

@@ -15,13 +15,13 @@ fn moments(row: &[f32], eps: f32) -> (f32, f32) {
 }
 
 /// ys ← (xs − mean)·rstd·γ + β, row by row (rows of γ's length).
-pub fn forward(xs: &[f32], gamma: &[f32], beta: Option<&[f32]>, eps: f32, ys: &mut [f32]) {
+pub fn forward(xs: &[f32], gamma: &[f32], beta: &[f32], eps: f32, ys: &mut [f32]) {
     let d = gamma.len();
     let rows = |(x, y): (&[f32], &mut [f32])| {
         for (x, y) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
             let (mean, rstd) = moments(x, eps);
             for i in 0..d {
-                y[i] = (x[i] - mean) * rstd * gamma[i] + beta.map_or(0.0, |b| b[i]);
+                y[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
             }
         }
     };
