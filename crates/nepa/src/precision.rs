@@ -101,13 +101,30 @@ impl Precision {
         }
     }
 
-    /// `x · w + b` in this precision, returned in f32.
+    /// `x · w + b` in this precision, returned in f32, as one `[rows, d_in] · [d_in, d_out]`
+    /// product over every leading dimension of `x` (docs/performance.md §7).
+    ///
+    /// Burn's `linear` keeps a batched product, the weight broadcast over the batch, whenever
+    /// folding the batch into the rows would make the output less square: for NEPA-B at batch
+    /// 256 on Vulkan the backward pass then materialised the transposed weight once per image
+    /// (`[256, 3072, 768]`, 2.25 GiB, over the device's largest buffer), and on Flex the
+    /// projections back to D ran as one small product per image. One flat product is what
+    /// PyTorch's `linear` computes.
     pub fn linear<const D: usize>(
         self,
         x: Tensor<D>,
         weight: Tensor<2>,
         bias: Option<Tensor<1>>,
     ) -> Tensor<D> {
+        let mut dims = x.dims();
+        let d_in = dims[D - 1];
+        dims[D - 1] = weight.dims()[1];
+        let rows = x.shape().num_elements() / d_in.max(1);
+        self.linear_2d(x.reshape([rows, d_in]), weight, bias)
+            .reshape(dims)
+    }
+
+    fn linear_2d(self, x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
         if self == Precision::F32 {
             return linear(x, weight, bias);
         }

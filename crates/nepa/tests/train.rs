@@ -110,15 +110,14 @@ fn gradient_clipping_bounds_the_update_norm() {
     );
 }
 
-#[test]
-fn pretraining_steps_lower_the_loss_on_a_fixed_batch() {
-    let device = Device::flex().autodiff();
+/// The losses of `steps` pretraining steps on a fixed batch, from the seed, on `device`.
+fn pretraining_losses(device: &Device, steps: usize) -> Vec<f32> {
     device.seed(3);
-    let mut model = NepaModel::new(&config(), &device).unwrap();
-    let pixels = batch(&device);
+    let mut model = NepaModel::new(&config(), device).unwrap();
+    let pixels = batch(device);
     let mut optim = AdamW::new(AdamWConfig::default());
     let mut losses = vec![];
-    for _ in 0..12 {
+    for _ in 0..steps {
         let out = model.forward(pixels.clone(), &ForwardOptions::eval());
         let loss = prediction_loss(
             out.last_hidden_state,
@@ -136,8 +135,26 @@ fn pretraining_steps_lower_the_loss_on_a_fixed_batch() {
             })
             .0;
     }
+    losses
+}
+
+#[test]
+fn pretraining_steps_lower_the_loss_on_a_fixed_batch() {
+    let losses = pretraining_losses(&Device::flex().autodiff(), 12);
     assert!(losses.iter().all(|l| l.is_finite()));
     assert!(losses[11] < losses[0] - 0.05, "{losses:?}");
+}
+
+/// Checkpointing recomputes activations in the backward pass instead of keeping them: the
+/// same arithmetic, so the same losses. Several steps, because the updated parameters must
+/// keep the run's strategy (the first step alone passed while the second panicked).
+#[test]
+fn gradient_checkpointing_trains_like_a_run_without_it() {
+    let plain = pretraining_losses(&Device::flex().autodiff(), 4);
+    let checkpointed = pretraining_losses(&Device::flex().autodiff().gradient_checkpointing(), 4);
+    for (step, (a, b)) in plain.iter().zip(&checkpointed).enumerate() {
+        assert!((a - b).abs() < 1e-5, "step {step}: {a} vs {b}");
+    }
 }
 
 #[test]

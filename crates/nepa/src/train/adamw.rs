@@ -102,6 +102,10 @@ impl<F: Fn(&str) -> Option<ParamGroup>> ParamVisitor for Updater<'_, F> {
         let c = self.optim.config;
         let (id, tensor, mapper) = param.consume();
         let was_autodiff = tensor.is_autodiff();
+        // `from_inner` below gives the default strategy (none); a parameter of a run with
+        // gradient checkpointing must keep its own, or the next forward pass mixes strategies
+        // in one operation, which Burn refuses with a panic.
+        let strategy = tensor.gradient_checkpointing_strategy();
         let require_grad = tensor.is_require_grad();
         let dims = tensor.dims();
         let n = grad.dims()[0];
@@ -132,6 +136,9 @@ impl<F: Fn(&str) -> Option<ParamGroup>> ParamVisitor for Updater<'_, F> {
         let mut updated: Tensor<D> = updated.reshape(dims);
         if was_autodiff {
             updated = Tensor::from_inner(updated);
+            if let Some(strategy) = strategy {
+                updated = updated.with_gradient_checkpointing_strategy(strategy);
+            }
             if require_grad {
                 updated = updated.require_grad();
             }
