@@ -2,7 +2,7 @@
 //! QK-norm, 2D RoPE and LayerScale, and a final LayerNorm. No decoder, no head.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -10,7 +10,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use crate::config::{Activation, NepaConfig};
 use crate::error::NepaError;
 use crate::forward_tables::{GridTables, TableCache, attention_scale};
-use crate::kernels::{gelu, layer_norm};
+use crate::kernels::{attention_softmax, gelu, layer_norm};
 use crate::precision::Precision;
 use crate::rng::SplitMix64;
 use crate::rope::RopeTables;
@@ -299,13 +299,8 @@ impl NepaAttention {
                 .reshape([b, t, d]);
             return (self.output.forward_in(context, precision), None);
         }
-        let mut scores = precision.matmul(q, k.swap_dims(2, 3));
-        if causal {
-            let heads = self.num_heads;
-            let mask = tables.causal_mask.clone().expand([b, heads, t, t]);
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        }
-        let probs = softmax(scores, 3);
+        let scores = precision.matmul(q, k.swap_dims(2, 3));
+        let probs = attention_softmax(scores, causal.then_some(&tables.causal_mask));
         let context = precision
             .matmul(probs.clone(), v)
             .swap_dims(1, 2)

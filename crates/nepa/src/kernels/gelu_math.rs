@@ -18,36 +18,7 @@ const FRAC_1_SQRT_2: f32 = core::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π).
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
-/// e^x, branch-free: x = k·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to r⁷ (relative
-/// error below 10⁻⁸ there), 2^k written into the float's exponent. Inputs are clamped to
-/// [−87, 88], where 2^k stays a normal float; GELU only needs e^{−x²/2} ≤ 1.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    // 1.5·2²³: adding and subtracting it rounds to the nearest integer without a call to roundf.
-    const ROUND: f32 = 12_582_912.0;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.0, 88.0);
-    let shifted = x * core::f32::consts::LOG2_E + ROUND;
-    let k = shifted - ROUND;
-    let r = (x - k * LN2_HI) - k * LN2_LO;
-    let mut p = 1.0 / 5040.0;
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
-    // k sits in the low bits of `shifted`: reading it there, not by `k as i32` (a saturating
-    // cast LLVM does one lane at a time), keeps the loop vectorised.
-    let k_bits = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    p * f32::from_bits(((k_bits + 127) << 23) as u32)
-}
+use super::simd::{exp, vectorised};
 
 /// (Φ(x), φ(x)): the standard normal's distribution function and density.
 #[inline(always)]
@@ -74,27 +45,6 @@ pub(super) fn gelu_one(x: f32) -> f32 {
 pub(super) fn gelu_grad_one(x: f32, grad: f32) -> f32 {
     let (cdf, pdf) = normal_cdf_pdf(x);
     grad * (cdf + x * pdf)
-}
-
-/// Defines `$name(args)` running `$body` over the slices, compiled twice: for AVX2 + FMA
-/// (picked at run time) and for the baseline target.
-macro_rules! vectorised {
-    ($name:ident ($($arg:ident : $ty:ty),*) $body:block) => {
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) $body
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has the features `wide` was compiled for.
-                    return unsafe { wide($($arg),*) };
-                }
-            }
-            $body
-        }
-    };
 }
 
 vectorised!(gelu_chunk(xs: &mut [f32]) {
@@ -167,18 +117,6 @@ mod tests {
             0.5 * (-z * z).exp() / (std::f64::consts::PI.sqrt() * k)
         };
         if x >= 0.0 { 1.0 - tail } else { tail }
-    }
-
-    #[test]
-    fn exp_is_within_a_few_ulp_of_std() {
-        for i in -8700..=8800 {
-            let x = i as f32 * 0.01;
-            let (got, want) = (exp(x), (x as f64).exp());
-            assert!(
-                ((got as f64 - want) / want).abs() < 4e-7,
-                "exp({x}) = {got}, want {want}"
-            );
-        }
     }
 
     #[test]
