@@ -10,7 +10,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use crate::config::{Activation, NepaConfig};
 use crate::error::NepaError;
 use crate::forward_tables::{GridTables, TableCache, attention_scale};
-use crate::kernels::{attention_softmax, gelu, layer_norm};
+use crate::kernels::{attention_softmax, gelu, layer_norm, rotate_patches};
 use crate::precision::Precision;
 use crate::rng::SplitMix64;
 use crate::rope::RopeTables;
@@ -227,14 +227,6 @@ impl NepaAttention {
             .swap_dims(1, 2)
     }
 
-    /// Rotates every token but the first (CLS is never rotated).
-    fn rotate_patches(u: Tensor<4>, rope: &RopeTables) -> Tensor<4> {
-        let [_, _, t, _] = u.dims();
-        let cls = u.clone().narrow(2, 0, 1);
-        let patches = rope.apply(u.narrow(2, 1, t - 1));
-        Tensor::cat(vec![cls, patches], 2)
-    }
-
     /// Q, K and V `[B, T, D]` from one matrix product with the three weights side by side
     /// (docs/performance.md §7): the input is read once and the backward pass computes one
     /// input gradient instead of three. The parameters stay three tensors under their
@@ -284,8 +276,8 @@ impl NepaAttention {
         if let Some(norm) = &self.k_norm {
             k = norm.forward_scaled(k, 1.0, &tables.ones);
         }
-        let q = Self::rotate_patches(q, rope);
-        let k = Self::rotate_patches(k, rope);
+        let q = rotate_patches(q, rope);
+        let k = rotate_patches(k, rope);
         // The backend's attention op: one fused kernel on Flex and (autotuned) flash attention
         // on CUDA, softmax inside it in f32. When it applies: `takes_fused_attention`.
         if takes_fused_attention(precision, q.is_autodiff(), keep_probs) {

@@ -8,10 +8,13 @@ mod gelu;
 mod gelu_math;
 mod layer_norm;
 mod layer_norm_math;
+mod rope;
+mod rope_math;
 mod simd;
 mod softmax;
 mod softmax_math;
 
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
+pub use rope::rotate_patches;
 pub use softmax::attention_softmax;
