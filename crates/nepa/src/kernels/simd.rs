@@ -32,15 +32,23 @@ pub(super) fn exp(x: f32) -> f32 {
     p * f32::from_bits(((k_bits + 127) << 23) as u32)
 }
 
-/// Defines `$name(args)` running `$body` over the slices, compiled twice: for AVX2 + FMA
-/// (picked at run time) and for the baseline target.
+/// Defines `$name(args)` running `$body` over the slices, compiled three times: for AVX-512
+/// (16 lanes) and for AVX2 + FMA (8 lanes), each picked at run time when the CPU has it, and for
+/// the baseline target.
 macro_rules! vectorised {
     ($name:ident ($($arg:ident : $ty:ty),*) $body:block) => {
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn widest($($arg: $ty),*) $body
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn wide($($arg: $ty),*) $body
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features `widest` was compiled for (every
+                    // AVX-512 CPU has AVX2 and FMA).
+                    return unsafe { widest($($arg),*) };
+                }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
