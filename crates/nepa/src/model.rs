@@ -3,14 +3,12 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::config::{Activation, NepaConfig};
 use crate::error::NepaError;
 use crate::forward_tables::{GridTables, TableCache, attention_scale};
-use crate::kernels::{attention_softmax, gelu, layer_norm, rotate_patches};
+use crate::kernels::{attention_inference, attention_softmax, gelu, layer_norm, rotate_patches};
 use crate::precision::Precision;
 use crate::rng::SplitMix64;
 use crate::rope::RopeTables;
@@ -174,8 +172,9 @@ pub struct GridContext<'a> {
     pub causal: bool,
 }
 
-/// Whether attention takes the backend's fused op rather than softmax(QKᵀ)·V written out:
-/// inference (no autodiff) in f32 without the attention maps. Under autodiff Burn
+/// Whether attention takes one attention call (`kernels::attention_inference`: the backend's
+/// fused op, or nepa's softmax between two products on Flex) rather than softmax(QKᵀ)·V written
+/// out step by step: inference (no autodiff) in f32 without the attention maps. Under autodiff Burn
 /// decomposes the op anyway, and the low-precision path keeps its softmax in f32
 /// (docs/performance.md §3). The bench report's label is derived from it.
 pub fn takes_fused_attention(precision: Precision, autodiff: bool, keep_probs: bool) -> bool {
@@ -286,21 +285,17 @@ impl NepaAttention {
         }
         let q = rotate_patches(q, rope);
         let k = rotate_patches(k, rope);
-        // The backend's attention op: one fused kernel on Flex and (autotuned) flash attention
-        // on CUDA, softmax inside it in f32. When it applies: `takes_fused_attention`.
+        // Inference in f32: one attention call, flash attention on CUDA (autotuned), nepa's
+        // softmax between two products on Flex. When it applies: `takes_fused_attention`.
+        let causal_mask = causal.then_some(&tables.causal_mask);
         if takes_fused_attention(precision, q.is_autodiff(), keep_probs) {
-            let options = AttentionModuleOptions {
-                scale: Some(1.0),
-                softcap: None,
-                is_causal: causal,
-            };
-            let context = attention(q, k, v, None, None, options)
+            let context = attention_inference(q, k, v, causal_mask)
                 .swap_dims(1, 2)
                 .reshape([b, t, d]);
             return (self.output.forward_in(context, precision), None);
         }
         let scores = precision.matmul(q, k.swap_dims(2, 3));
-        let probs = attention_softmax(scores, causal.then_some(&tables.causal_mask));
+        let probs = attention_softmax(scores, causal_mask);
         let context = precision
             .matmul(probs.clone(), v)
             .swap_dims(1, 2)

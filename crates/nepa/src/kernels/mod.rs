@@ -3,6 +3,7 @@
 //! other backend (wgpu, CUDA, ...) Burn's own operation, so a caller never branches on the
 //! device.
 
+mod attention;
 mod flex;
 mod gelu;
 mod gelu_math;
@@ -14,6 +15,7 @@ mod simd;
 mod softmax;
 mod softmax_math;
 
+pub use attention::attention_inference;
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use rope::rotate_patches;

@@ -1,7 +1,7 @@
-//! The attention probabilities under autodiff on Flex: one kernel forward (the causal mask
-//! inside) and one backward, where Burn composes a masked fill and a softmax of five
-//! primitives, each with its own buffer and backward step (docs/performance.md §8). Without
-//! autodiff, and on other backends, Burn's `mask_fill` and `softmax` run.
+//! The attention probabilities on Flex: one kernel forward (the causal mask inside) and, under
+//! autodiff, one backward step, where Burn composes a masked fill and a softmax of five
+//! primitives, each with its own buffer and backward step (docs/performance.md §8). On other
+//! backends Burn's `mask_fill` and `softmax` run.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
@@ -33,6 +33,10 @@ pub fn attention_softmax(scores: Tensor<4>, causal_mask: Option<&Tensor<4, Bool>
     };
     let DispatchTensor { kind, autodiff } = scores.into_dispatch();
     match kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(t)) if t.dtype() == DType::F32 => {
+            let kind = DispatchTensorKind::Flex(BackendTensor::Float(forward(t, shape)));
+            Tensor::from_dispatch(DispatchTensor { kind, autodiff })
+        }
         DispatchTensorKind::Autodiff(inner) if tracked_f32_on_flex(&inner) => {
             let DispatchTensorKind::Flex(BackendTensor::Autodiff(t)) = *inner else {
                 unreachable!("tracked_f32_on_flex accepted only Flex autodiff tensors")
