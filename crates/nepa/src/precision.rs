@@ -106,8 +106,8 @@ impl Precision {
     ///
     /// Burn's `linear` keeps a batched product, the weight broadcast over the batch, whenever
     /// folding the batch into the rows would make the output less square: for NEPA-B at batch
-    /// 256 on Vulkan the backward pass then materialised the transposed weight once per image
-    /// (`[256, 3072, 768]`, 2.25 GiB, over the device's largest buffer), and on Flex the
+    /// 256 on Vulkan a step then asked for one buffer of exactly one MLP weight per image
+    /// (256 × 768 × 3072 f32, 2.25 GiB, over the device's largest buffer), and on Flex the
     /// projections back to D ran as one small product per image. One flat product is what
     /// PyTorch's `linear` computes.
     pub fn linear<const D: usize>(

@@ -4,11 +4,11 @@
 //! products with nepa's softmax ran 7–18 % faster over a whole inference pass. Every other
 //! backend gets Burn's fused op (flash attention where the backend autotunes one).
 
-use burn::backend::{BackendTensor, DispatchTensorKind};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Tensor};
+use burn::tensor::{Bool, Tensor};
 
+use super::flex::on_flex;
 use super::softmax::attention_softmax;
 
 /// `[B, H, T, head_dim]` each; `causal_mask` as for [`attention_softmax`].
@@ -18,14 +18,8 @@ pub fn attention_inference(
     v: Tensor<4>,
     causal_mask: Option<&Tensor<4, Bool>>,
 ) -> Tensor<4> {
-    let on_flex = |t: &Tensor<4>| {
-        t.dtype() == DType::F32
-            && matches!(
-                t.clone().into_dispatch().kind,
-                DispatchTensorKind::Flex(BackendTensor::Float(_))
-            )
-    };
-    if on_flex(&q) && on_flex(&k) && on_flex(&v) {
+    let plain_on_flex = |t: &Tensor<4>| on_flex(&t.clone().into_dispatch()) == Some(false);
+    if plain_on_flex(&q) && plain_on_flex(&k) && plain_on_flex(&v) {
         let probs = attention_softmax(q.matmul(k.swap_dims(2, 3)), causal_mask);
         return probs.matmul(v);
     }

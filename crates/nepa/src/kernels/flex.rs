@@ -1,9 +1,68 @@
-//! What the kernels share: Flex buffers as f32 slices, and the checkpointing strategy a
+//! What the kernels share: which tensors are theirs (f32 on Flex, under autodiff or not), the
+//! entry of a one-input kernel, Flex buffers as f32 slices, and the checkpointing strategy a
 //! dispatch tensor carries.
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::{DispatchAutodiffContext, GradientCheckpointingStrategy};
-use burn::tensor::{DType, Shape, TensorData};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex,
+    GradientCheckpointingStrategy, TensorMetadata,
+};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
+
+/// A Flex tensor under autodiff.
+pub type Tracked = FloatTensor<Autodiff<Flex>>;
+
+/// `Some(tracked)` for an f32 Flex tensor (under autodiff or not), `None` for anything else.
+pub fn on_flex(t: &DispatchTensor) -> Option<bool> {
+    if t.kind.dtype() != DType::F32 {
+        return None;
+    }
+    match &t.kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(_)) => Some(false),
+        DispatchTensorKind::Autodiff(inner) => match inner.as_ref() {
+            DispatchTensorKind::Flex(BackendTensor::Autodiff(_)) => Some(true),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The tensor for a kernel's output under autodiff, in the inputs' autodiff context.
+pub fn from_tracked<const D: usize>(t: Tracked, autodiff: DispatchAutodiffContext) -> Tensor<D> {
+    let kind = DispatchTensorKind::Autodiff(Box::new(DispatchTensorKind::Flex(
+        BackendTensor::Autodiff(t),
+    )));
+    Tensor::from_dispatch(DispatchTensor { kind, autodiff })
+}
+
+/// The entry of a one-input kernel: `plain` runs on an f32 Flex tensor, `tracked` on one under
+/// autodiff (told whether the run checkpoints), `other` (Burn's own operation) on anything else.
+pub fn unary_on_flex<const D: usize>(
+    x: Tensor<D>,
+    plain: impl FnOnce(FlexTensor) -> FlexTensor,
+    tracked: impl FnOnce(Tracked, bool) -> Tracked,
+    other: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    let x = x.into_dispatch();
+    if on_flex(&x).is_none() {
+        return other(Tensor::from_dispatch(x));
+    }
+    let DispatchTensor { kind, autodiff } = x;
+    match kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(t)) => {
+            let kind = DispatchTensorKind::Flex(BackendTensor::Float(plain(t)));
+            Tensor::from_dispatch(DispatchTensor { kind, autodiff })
+        }
+        DispatchTensorKind::Autodiff(inner) => match *inner {
+            DispatchTensorKind::Flex(BackendTensor::Autodiff(t)) => {
+                from_tracked(tracked(t, checkpoints(autodiff)), autodiff)
+            }
+            _ => unreachable!("on_flex accepted only Flex tensors"),
+        },
+        _ => unreachable!("on_flex accepted only Flex tensors"),
+    }
+}
 
 /// The tensor with its values in one buffer from offset 0 (a copy only when they are not).
 pub fn contiguous(t: FlexTensor) -> FlexTensor {

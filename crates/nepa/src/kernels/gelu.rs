@@ -1,6 +1,7 @@
 //! GELU on Flex through nepa's kernel (`gelu_math`), with its own backward pass under autodiff;
 //! every other backend gets Burn's `gelu` (docs/performance.md §8).
 
+use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
     BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
@@ -9,50 +10,28 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ActivationOps;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex,
-};
 use burn::tensor::{Tensor, activation};
 
-use super::flex::{checkpoints, contiguous_f32, values, values_mut};
+use super::flex::{Tracked, contiguous, contiguous_f32, unary_on_flex, values, values_mut};
 use super::gelu_math::{gelu_grad_in_place, gelu_in_place};
 
 /// GELU (the erf form, as PyTorch's `nn.GELU()`), element-wise.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    use DispatchTensorKind::{Autodiff as Tracked, Flex as OnFlex};
-    let DispatchTensor { kind, autodiff } = x.into_dispatch();
-    let kind = match kind {
-        OnFlex(BackendTensor::Float(t)) => OnFlex(BackendTensor::Float(forward(t))),
-        // An autodiff tensor is its backend's kind, boxed.
-        Tracked(inner) => match *inner {
-            OnFlex(BackendTensor::Autodiff(t)) => {
-                let t = if checkpoints(autodiff) {
-                    tracked::<BalancedCheckpointing>(t)
-                } else {
-                    tracked::<NoCheckpointing>(t)
-                };
-                Tracked(Box::new(OnFlex(BackendTensor::Autodiff(t))))
-            }
-            inner => return burn_gelu(Tracked(Box::new(inner)), autodiff),
+    unary_on_flex(
+        x,
+        forward,
+        |t, checkpointed| match checkpointed {
+            true => tracked::<BalancedCheckpointing>(t),
+            false => tracked::<NoCheckpointing>(t),
         },
-        other => return burn_gelu(other, autodiff),
-    };
-    Tensor::from_dispatch(DispatchTensor { kind, autodiff })
+        activation::gelu,
+    )
 }
 
-fn burn_gelu<const D: usize>(
-    kind: DispatchTensorKind,
-    autodiff: DispatchAutodiffContext,
-) -> Tensor<D> {
-    activation::gelu(Tensor::from_dispatch(DispatchTensor { kind, autodiff }))
-}
-
+/// GELU of an f32 tensor (`unary_on_flex` passes only those), in its buffer when nothing else
+/// holds it.
 fn forward(t: FlexTensor) -> FlexTensor {
-    let mut t = match contiguous_f32(t) {
-        Ok(t) => t,
-        Err(t) => return Flex::gelu(t),
-    };
+    let mut t = contiguous(t);
     gelu_in_place(values_mut(&mut t));
     t
 }
@@ -81,7 +60,7 @@ impl Backward<Flex, 1> for GeluBackward {
     }
 }
 
-fn tracked<C: CheckpointStrategy>(t: FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>> {
+fn tracked<C: CheckpointStrategy>(t: Tracked) -> Tracked {
     // Compute-bound: a checkpointing strategy keeps the input rather than recomputing it.
     match GeluBackward
         .prepare::<C>([t.node()])

@@ -10,18 +10,17 @@ use burn::backend::autodiff::checkpoint::strategy::{
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    Autodiff, BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex,
+    BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex,
     TensorMetadata,
 };
 use burn::tensor::module;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
-use super::flex::{checkpoints, contiguous, from_vec, values, values_mut};
+use super::flex::{
+    Tracked, checkpoints, contiguous, from_tracked, from_vec, on_flex, values, values_mut,
+};
 use super::layer_norm_math;
-
-type Tracked = FloatTensor<Autodiff<Flex>>;
 
 /// LayerNorm over the last dimension: (x − mean)/√(var + eps)·γ + β.
 pub fn layer_norm<const D: usize>(
@@ -59,25 +58,7 @@ pub fn layer_norm<const D: usize>(
     } else {
         tracked::<NoCheckpointing>(x, gamma, beta, eps)
     };
-    let kind = DispatchTensorKind::Autodiff(Box::new(DispatchTensorKind::Flex(
-        BackendTensor::Autodiff(out),
-    )));
-    Tensor::from_dispatch(DispatchTensor { kind, autodiff })
-}
-
-/// `Some(tracked)` for an f32 Flex tensor (under autodiff or not), `None` for anything else.
-fn on_flex(t: &DispatchTensor) -> Option<bool> {
-    if t.kind.dtype() != DType::F32 {
-        return None;
-    }
-    match &t.kind {
-        DispatchTensorKind::Flex(BackendTensor::Float(_)) => Some(false),
-        DispatchTensorKind::Autodiff(inner) => match inner.as_ref() {
-            DispatchTensorKind::Flex(BackendTensor::Autodiff(_)) => Some(true),
-            _ => None,
-        },
-        _ => None,
-    }
+    from_tracked(out, autodiff)
 }
 
 /// An autodiff tensor for an input `on_flex` accepted; a plain one becomes a constant.

@@ -11,22 +11,16 @@ use burn::backend::autodiff::checkpoint::strategy::{
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, BackendTensor, DispatchTensor, DispatchTensorKind, Flex, TensorMetadata,
-};
+use burn::backend::{BackendTensor, DispatchTensorKind, Flex, TensorMetadata};
 use burn::tensor::{DType, Tensor};
 
-use super::flex::{checkpoints, contiguous, values, values_mut};
+use super::flex::{Tracked, contiguous, unary_on_flex, values, values_mut};
 use super::rope_math::Rotation;
 use crate::rope::RopeTables;
-
-type Tracked = FloatTensor<Autodiff<Flex>>;
 
 /// Rotates every token of `u` `[B, H, T, head_dim]` but the first (CLS is never rotated) with
 /// the tables `[T − 1, head_dim]` (docs/nepa.md §2).
 pub fn rotate_patches(u: Tensor<4>, rope: &RopeTables) -> Tensor<4> {
-    use DispatchTensorKind::{Autodiff as OnAutodiff, Flex as OnFlex};
     let Some(tables) = Tables::of(rope) else {
         return burn_rotate_patches(u, rope);
     };
@@ -34,26 +28,15 @@ pub fn rotate_patches(u: Tensor<4>, rope: &RopeTables) -> Tensor<4> {
     if u.dtype() != DType::F32 || tables.cos.shape().dims::<2>() != [tokens - 1, head_dim] {
         return burn_rotate_patches(u, rope);
     }
-    let DispatchTensor { kind, autodiff } = u.into_dispatch();
-    let kind = match kind {
-        OnFlex(BackendTensor::Float(t)) => OnFlex(BackendTensor::Float(tables.forward(t))),
-        OnAutodiff(inner) if matches!(inner.as_ref(), OnFlex(BackendTensor::Autodiff(_))) => {
-            let OnFlex(BackendTensor::Autodiff(t)) = *inner else {
-                unreachable!("matched as a Flex autodiff tensor")
-            };
-            let t = if checkpoints(autodiff) {
-                tracked::<BalancedCheckpointing>(t, tables)
-            } else {
-                tracked::<NoCheckpointing>(t, tables)
-            };
-            OnAutodiff(Box::new(OnFlex(BackendTensor::Autodiff(t))))
-        }
-        kind => {
-            let u = Tensor::from_dispatch(DispatchTensor { kind, autodiff });
-            return burn_rotate_patches(u, rope);
-        }
-    };
-    Tensor::from_dispatch(DispatchTensor { kind, autodiff })
+    unary_on_flex(
+        u,
+        |t| tables.forward(t),
+        |t, checkpointed| match checkpointed {
+            true => tracked::<BalancedCheckpointing>(t, tables.clone()),
+            false => tracked::<NoCheckpointing>(t, tables.clone()),
+        },
+        |u| burn_rotate_patches(u, rope),
+    )
 }
 
 /// Burn's composition, for every backend but Flex.

@@ -3,6 +3,7 @@
 //! primitives, each with its own buffer and backward step (docs/performance.md §8). On other
 //! backends Burn's `mask_fill` and `softmax` run.
 
+use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
     BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
@@ -10,16 +11,10 @@ use burn::backend::autodiff::checkpoint::strategy::{
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, BackendTensor, DispatchTensor, DispatchTensorKind, Flex, TensorMetadata,
-};
-use burn::tensor::{Bool, DType, Tensor, activation};
+use burn::tensor::{Bool, Tensor, activation};
 
-use super::flex::{checkpoints, contiguous, values, values_mut};
+use super::flex::{Tracked, contiguous, unary_on_flex, values, values_mut};
 use super::softmax_math::{self, Rows};
-
-type Tracked = FloatTensor<Autodiff<Flex>>;
 
 /// Softmax over the last dimension of attention logits `[B, H, T, T]`. `causal_mask` is the
 /// model's cached causal mask (`[1, 1, T, T]`, true where the key comes after the query); the
@@ -31,37 +26,15 @@ pub fn attention_softmax(scores: Tensor<4>, causal_mask: Option<&Tensor<4, Bool>
         keys,
         causal: causal_mask.is_some(),
     };
-    let DispatchTensor { kind, autodiff } = scores.into_dispatch();
-    match kind {
-        DispatchTensorKind::Flex(BackendTensor::Float(t)) if t.dtype() == DType::F32 => {
-            let kind = DispatchTensorKind::Flex(BackendTensor::Float(forward(t, shape)));
-            Tensor::from_dispatch(DispatchTensor { kind, autodiff })
-        }
-        DispatchTensorKind::Autodiff(inner) if tracked_f32_on_flex(&inner) => {
-            let DispatchTensorKind::Flex(BackendTensor::Autodiff(t)) = *inner else {
-                unreachable!("tracked_f32_on_flex accepted only Flex autodiff tensors")
-            };
-            let t = if checkpoints(autodiff) {
-                tracked::<BalancedCheckpointing>(t, shape)
-            } else {
-                tracked::<NoCheckpointing>(t, shape)
-            };
-            let kind = DispatchTensorKind::Autodiff(Box::new(DispatchTensorKind::Flex(
-                BackendTensor::Autodiff(t),
-            )));
-            Tensor::from_dispatch(DispatchTensor { kind, autodiff })
-        }
-        kind => burn_softmax(
-            Tensor::from_dispatch(DispatchTensor { kind, autodiff }),
-            causal_mask,
-        ),
-    }
-}
-
-/// What an autodiff tensor wraps: an f32 Flex one is the kernel's.
-fn tracked_f32_on_flex(inner: &DispatchTensorKind) -> bool {
-    inner.dtype() == DType::F32
-        && matches!(inner, DispatchTensorKind::Flex(BackendTensor::Autodiff(_)))
+    unary_on_flex(
+        scores,
+        |t| forward(t, shape),
+        |t, checkpointed| match checkpointed {
+            true => tracked::<BalancedCheckpointing>(t, shape),
+            false => tracked::<NoCheckpointing>(t, shape),
+        },
+        |scores| burn_softmax(scores, causal_mask),
+    )
 }
 
 fn burn_softmax(scores: Tensor<4>, causal_mask: Option<&Tensor<4, Bool>>) -> Tensor<4> {
@@ -128,6 +101,7 @@ fn tracked<C: CheckpointStrategy>(t: Tracked, shape: Rows) -> Tracked {
 
 #[cfg(test)]
 mod tests {
+    use super::super::flex::on_flex;
     use super::*;
     use burn::tensor::{Device, Distribution, TensorData};
 
@@ -157,10 +131,7 @@ mod tests {
             let weights =
                 Tensor::<4>::random([2, 3, t, t], Distribution::Normal(0.0, 1.0), &device);
             let dispatch = logits[0].clone().require_grad().into_dispatch();
-            match &dispatch.kind {
-                DispatchTensorKind::Autodiff(inner) => assert!(tracked_f32_on_flex(inner)),
-                _ => panic!("a tracked Flex tensor is an autodiff kind"),
-            }
+            assert_eq!(on_flex(&dispatch), Some(true), "the kernel's path is taken");
             type Softmax = fn(Tensor<4>, Option<&Tensor<4, Bool>>) -> Tensor<4>;
             let run = |f: Softmax, x: Tensor<4>, mask: Option<&Tensor<4, Bool>>| {
                 let x = x.require_grad();
