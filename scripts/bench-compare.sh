@@ -11,32 +11,49 @@ NEPA=${NEPA:-target/release/nepa}
 [ -x "$NEPA" ] || cargo build --release -p nepa-cli
 OUT=runs/bench
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json
+rm -f "$OUT"/*.json "$OUT"/*.log
 # Both sides get the same threads: rayon's pool (Flex) and torch.set_num_threads.
 THREADS=${THREADS:-$(nproc)}
 export RAYON_NUM_THREADS=$THREADS
+# RUNS=N repeats the pair N times, taking turns, and summarises them: a single process of either
+# program can land in a slow or fast state for its whole run, so one pair is one sample (README,
+# "Speed against PyTorch").
+RUNS=${RUNS:-1}
 CONFIG=(--image-size 32 --patch-size 4 --batch 16 --steps 10 --warmup 2)
-"$NEPA" bench --dim 192 --depth 6 --heads 3 "${CONFIG[@]}" --device flex --profile \
-  --out "$OUT/nepa-flex.json" >/dev/null 2>"$OUT/nepa-flex.log"
-grep -A12 "part by part" "$OUT/nepa-flex.log" || true
-"$VENV/bin/python" tests/reference/bench.py --hidden-size 192 --layers 6 --heads 3 "${CONFIG[@]}" \
-  --threads "$THREADS" --device cpu --out "$OUT/torch-cpu.json" >/dev/null
+for run in $(seq 1 "$RUNS"); do
+  "$NEPA" bench --dim 192 --depth 6 --heads 3 "${CONFIG[@]}" --device flex --profile \
+    --out "$OUT/nepa-flex-$run.json" >/dev/null 2>"$OUT/nepa-flex-$run.log"
+  [ "$run" = "$RUNS" ] && { grep -A12 "part by part" "$OUT/nepa-flex-$run.log" || true; }
+  "$VENV/bin/python" tests/reference/bench.py --hidden-size 192 --layers 6 --heads 3 "${CONFIG[@]}" \
+    --threads "$THREADS" --device cpu --out "$OUT/torch-cpu-$run.json" >/dev/null
+done
 if [ "${WGPU:-1}" = 1 ]; then
   "$NEPA" bench --dim 192 --depth 6 --heads 3 "${CONFIG[@]}" --device wgpu \
     --out "$OUT/nepa-wgpu.json" >/dev/null 2>&1 || echo "nepa on wgpu failed (no adapter?)"
 fi
-python3 - "$OUT" "$THREADS" <<'PY'
-import json, os, sys
-out, threads = sys.argv[1], sys.argv[2]
-reports = {n[:-5]: json.load(open(os.path.join(out, n))) for n in sorted(os.listdir(out)) if n.endswith(".json")}
-print(f"threads: {threads} each")
-print(f"{'tool':18} {'backend':10} {'adapter':40} {'train img/s':>12} {'infer img/s':>12}")
-for r in reports.values():
-    print(f"{r['tool']:18} {r['backend']:10} {r['adapter'][:40]:40} "
-          f"{r['train']['images_per_sec']:12.1f} {r['inference']['images_per_sec']:12.1f}")
-nepa, torch = reports.get("nepa-flex"), reports.get("torch-cpu")
-if nepa and torch:
-    for part in ("train", "inference"):
-        ratio = nepa[part]["images_per_sec"] / torch[part]["images_per_sec"]
-        print(f"nepa Flex / PyTorch CPU, {part}: {ratio:.2f}x")
+python3 - "$OUT" "$THREADS" "$RUNS" <<'PY'
+import json, os, statistics, sys
+out, threads, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+load = lambda name: json.load(open(os.path.join(out, name)))
+ips = lambda r: (r["train"]["images_per_sec"], r["inference"]["images_per_sec"])
+print(f"threads: {threads} each; {runs} run(s), taking turns")
+print(f"{'run':>4} {'nepa Flex train / infer img/s':>30} {'PyTorch CPU train / infer img/s':>32} {'x PyTorch':>14}")
+pairs = []
+for i in range(1, runs + 1):
+    nepa, torch = ips(load(f"nepa-flex-{i}.json")), ips(load(f"torch-cpu-{i}.json"))
+    pairs.append((nepa, torch))
+    print(f"{i:4} {nepa[0]:14.1f} / {nepa[1]:7.1f} {torch[0]:16.1f} / {torch[1]:7.1f}"
+          f"      {nepa[0] / torch[0]:.2f}x / {nepa[1] / torch[1]:.2f}x")
+if os.path.exists(os.path.join(out, "nepa-wgpu.json")):
+    r = load("nepa-wgpu.json")
+    print(f"nepa on wgpu ({r['adapter'][:40]}): {ips(r)[0]:.1f} / {ips(r)[1]:.1f} img/s (information only)")
+for k, part in enumerate(("train", "inference")):
+    nepa = statistics.median(p[0][k] for p in pairs)
+    torch = statistics.median(p[1][k] for p in pairs)
+    line = f"nepa Flex / PyTorch CPU, {part}: {nepa / torch:.2f}x"
+    if runs > 1:
+        per_run = statistics.median(p[0][k] / p[1][k] for p in pairs)
+        line += (f" (medians {nepa:.1f} / {torch:.1f} img/s; median of the per-run ratios "
+                 f"{per_run:.2f}x, lowest {min(p[0][k] / p[1][k] for p in pairs):.2f}x)")
+    print(line)
 PY
