@@ -19,12 +19,28 @@ export RAYON_NUM_THREADS=$THREADS
 # program can land in a slow or fast state for its whole run, so one pair is one sample (README,
 # "Speed against PyTorch").
 RUNS=${RUNS:-1}
+# PyTorch's matrix products are MKL's, and MKL runs its AVX-512 kernels only on CPUs it
+# identifies as Intel's; on an AMD EPYC with AVX-512 it fell back to kernels at 230 GFLOP/s
+# where its own AVX-512 ones (and gemm's, nepa's) reach 500–530 (a 1040×192×576 product, 2
+# threads; docs/performance.md §9). The peer is PyTorch at its best, so on an AMD CPU MKL is told
+# the CPU is Intel's by preloading a one-line `mkl_serv_intel_cpu_true` (the usual workaround);
+# TORCH_AS_INSTALLED=1 skips it.
+TORCH_ENV=()
+if grep -q AuthenticAMD /proc/cpuinfo 2>/dev/null && [ "${TORCH_AS_INSTALLED:-0}" != 1 ]; then
+  echo 'int mkl_serv_intel_cpu_true(void) { return 1; }' > "$OUT/mkl-intel-paths.c"
+  if cc -shared -fPIC -o "$OUT/mkl-intel-paths.so" "$OUT/mkl-intel-paths.c"; then
+    TORCH_ENV=(env LD_PRELOAD="$PWD/$OUT/mkl-intel-paths.so")
+    echo "AMD CPU: PyTorch runs with MKL's Intel (AVX-512) paths forced (TORCH_AS_INSTALLED=1 skips this)"
+  else
+    echo "AMD CPU, no C compiler: PyTorch runs as installed (MKL's slower non-Intel paths)"
+  fi
+fi
 CONFIG=(--image-size 32 --patch-size 4 --batch 16 --steps 10 --warmup 2)
 for run in $(seq 1 "$RUNS"); do
   "$NEPA" bench --dim 192 --depth 6 --heads 3 "${CONFIG[@]}" --device flex --profile \
     --out "$OUT/nepa-flex-$run.json" >/dev/null 2>"$OUT/nepa-flex-$run.log"
   [ "$run" = "$RUNS" ] && { grep -A12 "part by part" "$OUT/nepa-flex-$run.log" || true; }
-  "$VENV/bin/python" tests/reference/bench.py --hidden-size 192 --layers 6 --heads 3 "${CONFIG[@]}" \
+  "${TORCH_ENV[@]}" "$VENV/bin/python" tests/reference/bench.py --hidden-size 192 --layers 6 --heads 3 "${CONFIG[@]}" \
     --threads "$THREADS" --device cpu --out "$OUT/torch-cpu-$run.json" >/dev/null
 done
 if [ "${WGPU:-1}" = 1 ]; then

@@ -57,7 +57,22 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    // The command runs on one of rayon's threads (docs/performance.md §9). Flex's parallel
+    // operations are rayon jobs: called from outside the pool, each one is handed over while the
+    // main thread sleeps until it is done, and between them the pool's idle threads spin beside
+    // the main thread, three threads on two cores. From inside, the calling thread takes part.
+    // With a one-thread pool the command stays outside: a job that another thread (such as the
+    // pretraining loader) queued would otherwise wait behind the command for the only thread.
+    if rayon::current_num_threads() >= 2 {
+        rayon::scope(|_| run(command))
+    } else {
+        run(command)
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Pretrain(args) => pretrain::run(args),
         Command::Finetune(args) => finetune::run(*args),
         Command::Eval(args) => eval::eval(args),
