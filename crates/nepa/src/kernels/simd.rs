@@ -1,5 +1,5 @@
-//! Vector math the kernels share: an exponential LLVM can vectorise, and a way to compile a
-//! loop for AVX2 + FMA next to the baseline target (docs/performance.md §8).
+//! Vector math the kernels share: an exponential and sums LLVM can vectorise, and a way to
+//! compile a loop for AVX-512 and AVX2 + FMA next to the baseline target (docs/performance.md §8).
 
 /// e^x, branch-free: x = k·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to r⁷ (relative
 /// error below 10⁻⁸ there), 2^k written into the float's exponent. Inputs are clamped to
@@ -30,6 +30,57 @@ pub(super) fn exp(x: f32) -> f32 {
     // cast LLVM does one lane at a time), keeps the loop vectorised.
     let k_bits = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     p * f32::from_bits(((k_bits + 127) << 23) as u32)
+}
+
+/// Running sums kept side by side in [`lane_sum`]: one AVX-512 register of f32.
+pub(super) const LANES: usize = 16;
+
+/// Σ f(x) over `xs` in [`LANES`] running sums added at the end. One running sum is a chain of
+/// additions LLVM must keep in order, so it stays scalar; independent sums become one vector
+/// register (docs/performance.md §8). The result differs from a left-to-right sum by rounding.
+#[inline(always)]
+pub(super) fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut sums = [0.0f32; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (sum, &x) in sums.iter_mut().zip(chunk) {
+            *sum += f(x);
+        }
+    }
+    let total = sums.iter().sum::<f32>();
+    chunks
+        .remainder()
+        .iter()
+        .fold(total, |total, &x| total + f(x))
+}
+
+/// Σ a·b over two slices of one length, as [`lane_sum`] adds.
+#[inline(always)]
+pub(super) fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0.0f32; LANES];
+    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for ((sum, &x), &y) in sums.iter_mut().zip(x).zip(y) {
+            *sum += x * y;
+        }
+    }
+    let total = sums.iter().sum::<f32>();
+    let rest = ca.remainder().iter().zip(cb.remainder());
+    rest.fold(total, |total, (&x, &y)| total + x * y)
+}
+
+/// The largest of `xs` (−∞ for none), in [`LANES`] running maxima.
+#[inline(always)]
+pub(super) fn lane_max(xs: &[f32]) -> f32 {
+    let mut maxima = [f32::NEG_INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &x) in maxima.iter_mut().zip(chunk) {
+            *m = m.max(x);
+        }
+    }
+    let max = maxima.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    chunks.remainder().iter().fold(max, |m, &x| m.max(x))
 }
 
 /// Defines `$name(args)` running `$body` over the slices, compiled three times: for AVX-512
@@ -66,6 +117,27 @@ pub(super) use vectorised;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_reductions_match_plain_ones() {
+        // Lengths below, at and past a multiple of the lanes: the remainder is included.
+        for n in [0, 1, 15, 16, 17, 64, 65, 192, 200] {
+            let xs: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let ys: Vec<f32> = (0..n)
+                .map(|i| ((i * 11 % 29) as f32 - 14.0) / 3.0)
+                .collect();
+            let close =
+                |got: f32, want: f64| (got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0);
+            let sum: f64 = xs.iter().map(|&x| x as f64 * x as f64).sum();
+            assert!(close(lane_sum(&xs, |x| x * x), sum), "n {n}: sum");
+            let dot: f64 = xs.iter().zip(&ys).map(|(&x, &y)| x as f64 * y as f64).sum();
+            assert!(close(lane_dot(&xs, &ys), dot), "n {n}: dot");
+            let max = xs.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            assert_eq!(lane_max(&xs), max, "n {n}: max");
+        }
+    }
 
     #[test]
     fn exp_is_within_a_few_ulp_of_std() {

@@ -3,7 +3,7 @@
 //! with no mask tensor and no pass writing −∞ (docs/performance.md §8). Rows are split over
 //! rayon's threads natively.
 
-use super::simd::{exp, vectorised};
+use super::simd::{exp, lane_dot, lane_max, lane_sum, vectorised};
 
 /// Rows per task.
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
@@ -30,9 +30,19 @@ impl Rows {
     }
 }
 
-vectorised!(exp_shifted(xs: &mut [f32], shift: f32) {
+vectorised!(softmax_row(xs: &mut [f32]) {
+    let max = lane_max(xs);
     for x in xs.iter_mut() {
-        *x = exp(*x - shift);
+        *x = exp(*x - max);
+    }
+    let inv = 1.0 / lane_sum(xs, |p| p);
+    xs.iter_mut().for_each(|p| *p *= inv);
+});
+
+vectorised!(softmax_grad_row(y: &[f32], dy: &mut [f32]) {
+    let dot = lane_dot(y, dy);
+    for (d, &y) in dy.iter_mut().zip(y) {
+        *d = y * (*d - dot);
     }
 });
 
@@ -57,10 +67,7 @@ fn for_rows(xs: &mut [f32], keys: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
 pub fn forward_in_place(xs: &mut [f32], shape: Rows) {
     for_rows(xs, shape.keys, |r, row| {
         let (live, masked) = row.split_at_mut(shape.visible(r));
-        let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        exp_shifted(live, max);
-        let inv = 1.0 / live.iter().sum::<f32>();
-        live.iter_mut().for_each(|p| *p *= inv);
+        softmax_row(live);
         masked.fill(0.0);
     });
 }
@@ -71,11 +78,7 @@ pub fn backward_in_place(ys: &[f32], dys: &mut [f32], shape: Rows) {
     assert_eq!(ys.len(), dys.len(), "softmax backward: sizes differ");
     let keys = shape.keys;
     for_rows(dys, keys, |r, dy| {
-        let y = &ys[r * keys..(r + 1) * keys];
-        let dot: f32 = y.iter().zip(dy.iter()).map(|(y, d)| y * d).sum();
-        for (d, &y) in dy.iter_mut().zip(y) {
-            *d = y * (*d - dot);
-        }
+        softmax_grad_row(&ys[r * keys..(r + 1) * keys], dy);
     });
 }
 
