@@ -20,7 +20,7 @@ export RAYON_NUM_THREADS=$THREADS
 # "Speed against PyTorch").
 RUNS=${RUNS:-1}
 # PyTorch's matrix products are MKL's, and MKL runs its AVX-512 kernels only on CPUs it
-# identifies as Intel's; on an AMD EPYC with AVX-512 it fell back to kernels at 230 GFLOP/s
+# identifies as Intel's; on an AMD EPYC with AVX-512 it fell back to kernels at 236 GFLOP/s
 # where its own AVX-512 ones (and gemm's, nepa's) reach 500–530 (a 1040×192×576 product, 2
 # threads; docs/performance.md §9). The peer is PyTorch at its best, so on an AMD CPU MKL is told
 # the CPU is Intel's by preloading a one-line `mkl_serv_intel_cpu_true` (the usual workaround);
