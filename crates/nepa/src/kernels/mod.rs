@@ -3,6 +3,7 @@
 //! other backend (wgpu, CUDA, ...) Burn's own operation, so a caller never branches on the
 //! device.
 
+mod adamw;
 mod attention;
 mod flex;
 mod gelu;
@@ -15,6 +16,7 @@ mod simd;
 mod softmax;
 mod softmax_math;
 
+pub use adamw::{AdamWStep, adamw_update};
 pub use attention::attention_inference;
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
