@@ -15,8 +15,8 @@ const OUT = join(ROOT, 'target/e2e');
 
 /**
  * Starts measuring the page's timer lag: the longest gap between two zero-delay timers. Beside
- * it, the main thread's own tasks over 50 ms (Long Tasks API): a gap with no such task in it is
- * the thread waiting for a core, not the page working (see `bound` below).
+ * it, the main thread's own tasks over 50 ms (Long Tasks API): a gap with no such task in it was
+ * not one long task of the page (see `bound` below).
  */
 async function startLagMonitor(page) {
   await page.evaluate(() => {
