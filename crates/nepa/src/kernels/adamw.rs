@@ -122,12 +122,9 @@ vectorised!(update(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], c: [f
 
 #[cfg(test)]
 mod tests {
+    use super::super::flex::values_of;
     use super::*;
     use burn::tensor::{Device, Distribution};
-
-    fn values_of(t: Tensor<1>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
 
     /// Flex's one pass gives what Burn's operations give, over three steps (the moments carried),
     /// on a length that is not a multiple of the vector width or of a task.

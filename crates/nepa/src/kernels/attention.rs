@@ -33,6 +33,7 @@ pub fn attention_inference(
 
 #[cfg(test)]
 mod tests {
+    use super::super::flex::values_of;
     use super::*;
     use burn::tensor::{Device, Distribution, TensorData};
 
@@ -56,10 +57,7 @@ mod tests {
                 is_causal: mask.is_some(),
             };
             let burn = attention(q.clone(), k.clone(), v.clone(), None, None, options);
-            let (ours, burn) = (
-                ours.into_data().try_to_vec::<f32>().unwrap(),
-                burn.into_data().try_to_vec::<f32>().unwrap(),
-            );
+            let (ours, burn) = (values_of(ours), values_of(burn));
             for (i, (a, b)) in ours.iter().zip(&burn).enumerate() {
                 assert!(
                     (a - b).abs() < 1e-5,

@@ -94,6 +94,12 @@ pub fn values_mut(t: &mut FlexTensor) -> &mut [f32] {
     &mut t.storage_mut::<f32>()[..n]
 }
 
+/// A tensor's values as f32: what the kernels' tests compare with Burn's.
+#[cfg(test)]
+pub fn values_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
 pub fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }

@@ -77,13 +77,10 @@ fn tracked<C: CheckpointStrategy>(t: Tracked) -> Tracked {
 
 #[cfg(test)]
 mod tests {
+    use super::super::flex::values_of;
     use super::super::gelu_math::{gelu_grad_one, gelu_one};
     use super::*;
     use burn::tensor::{Device, Distribution};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
 
     /// Flex runs nepa's kernel (its values bit for bit), on contiguous and transposed inputs,
     /// and agrees with Burn's GELU.
@@ -92,9 +89,9 @@ mod tests {
         let device = Device::flex();
         let x = Tensor::<2>::random([37, 45], Distribution::Normal(0.0, 3.0), &device);
         for input in [x.clone(), x.clone().swap_dims(0, 1)] {
-            let xs = values(input.clone());
-            let got = values(gelu(input.clone()));
-            let burn = values(activation::gelu(input));
+            let xs = values_of(input.clone());
+            let got = values_of(gelu(input.clone()));
+            let burn = values_of(activation::gelu(input));
             for ((g, b), x) in got.iter().zip(&burn).zip(&xs) {
                 assert_eq!(*g, gelu_one(*x));
                 assert!(
@@ -114,10 +111,10 @@ mod tests {
         let grad_of = |f: fn(Tensor<2>) -> Tensor<2>| {
             let x = x.clone().require_grad();
             let grads = (f(x.clone()) * weights.clone()).sum().backward();
-            values(x.grad(&grads).unwrap())
+            values_of(x.grad(&grads).unwrap())
         };
         let (ours, burn) = (grad_of(gelu), grad_of(activation::gelu));
-        let (xs, ws) = (values(x.clone()), values(weights.clone()));
+        let (xs, ws) = (values_of(x.clone()), values_of(weights.clone()));
         for i in 0..xs.len() {
             assert_eq!(
                 ours[i],

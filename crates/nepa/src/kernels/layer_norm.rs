@@ -136,12 +136,9 @@ fn tracked<C: CheckpointStrategy>(x: Tracked, gamma: Tracked, beta: Tracked, eps
 
 #[cfg(test)]
 mod tests {
+    use super::super::flex::values_of;
     use super::*;
     use burn::tensor::{Device, Distribution};
-
-    fn values_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
 
     fn assert_close(what: &str, got: Vec<f32>, want: Vec<f32>) {
         assert_eq!(got.len(), want.len(), "{what}: sizes");

@@ -135,12 +135,9 @@ fn tracked<C: CheckpointStrategy>(t: Tracked, tables: Tables) -> Tracked {
 
 #[cfg(test)]
 mod tests {
+    use super::super::flex::values_of;
     use super::*;
     use burn::tensor::{Device, Distribution};
-
-    fn values_of(t: Tensor<4>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
 
     fn assert_close(what: &str, got: &[f32], want: &[f32]) {
         assert_eq!(got.len(), want.len(), "{what}: sizes");

@@ -101,13 +101,9 @@ fn tracked<C: CheckpointStrategy>(t: Tracked, shape: Rows) -> Tracked {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flex::on_flex;
+    use super::super::flex::{on_flex, values_of};
     use super::*;
     use burn::tensor::{Device, Distribution, TensorData};
-
-    fn values_of(t: Tensor<4>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
 
     /// Probabilities and the logits' gradient agree with Burn's masked fill + softmax, causal
     /// or not, on a plain and on a checkpointing autodiff device, and on a transposed input;
