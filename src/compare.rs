@@ -1,17 +1,41 @@
 //! The Compare tab: run the shared benchmark (`nepa::bench`) in the engine, drop in a report
 //! made natively with `nepa bench --compare-run --report native.json`, and see both side by
 //! side: step time and img/s with their ratio, the loss curves overlaid, and how far the two
-//! output digests are apart.
+//! output digests are apart. The engine only runs the benchmark; reading and comparing
+//! reports is plain data (`nepa_types::report`), done here.
 
 use std::rc::Rc;
 
-use nepa_protocol::{ComparisonView, DeviceInfo, Reply, ReportView, Request};
+use nepa_protocol::{DeviceInfo, Reply, Request};
+use nepa_types::report::{Comparison, RunReport, compare};
 use yew::prelude::*;
 
 use crate::chart::{Chart, Series};
-use crate::engine::Engine;
+use crate::engine::EngineClient;
 use crate::platform::files::{read_text, take_input_files};
 use crate::platform::save::download_text;
+
+/// A run report as the tab shows it: where it came from, the report, and its text (for the
+/// export, byte for byte what the engine wrote).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportView {
+    /// "this browser" or the dropped file's name.
+    name: String,
+    report: RunReport,
+    json: String,
+}
+
+impl ReportView {
+    /// Reads a report's text; the error names the file and what is wrong with it.
+    fn read(name: &str, json: String) -> Result<Self, String> {
+        let report = RunReport::from_json(&json).map_err(|e| format!("{name}: {e}"))?;
+        Ok(Self {
+            name: name.into(),
+            report,
+            json,
+        })
+    }
+}
 
 #[derive(Clone, Default, PartialEq)]
 pub struct CompareState {
@@ -19,7 +43,6 @@ pub struct CompareState {
     browser: Option<Rc<ReportView>>,
     /// A dropped report (native, or another browser's).
     other: Option<Rc<ReportView>>,
-    comparison: Option<ComparisonView>,
     progress: Option<String>,
     error: Option<String>,
 }
@@ -28,7 +51,6 @@ pub enum CompareMsg {
     Progress(Option<String>),
     Browser(ReportView),
     Other(ReportView),
-    Comparison(ComparisonView),
     Error(String),
 }
 
@@ -41,13 +63,12 @@ impl Reducible for CompareState {
             CompareMsg::Progress(p) => s.progress = p,
             CompareMsg::Browser(r) => {
                 s.browser = Some(Rc::new(r));
-                (s.comparison, s.error) = (None, None);
+                s.error = None;
             }
             CompareMsg::Other(r) => {
                 s.other = Some(Rc::new(r));
-                (s.comparison, s.error) = (None, None);
+                s.error = None;
             }
-            CompareMsg::Comparison(c) => s.comparison = Some(c),
             CompareMsg::Error(e) => s.error = Some(e),
         }
         Rc::new(s)
@@ -56,14 +77,17 @@ impl Reducible for CompareState {
 
 type Dispatch = UseReducerDispatcher<CompareState>;
 
-fn run_benchmark(engine: &Engine, dispatch: &Dispatch) {
+fn run_benchmark(engine: &EngineClient, dispatch: &Dispatch) {
     dispatch.dispatch(CompareMsg::Progress(Some("starting the benchmark…".into())));
     let d = dispatch.clone();
     engine.send(Request::Bench, None, move |reply, _| match reply {
         Reply::Progress(p) => d.dispatch(CompareMsg::Progress(Some(p.stage))),
-        Reply::Report(r) => {
+        Reply::BenchReport { json } => {
             d.dispatch(CompareMsg::Progress(None));
-            d.dispatch(CompareMsg::Browser(r));
+            d.dispatch(match ReportView::read("this browser", json) {
+                Ok(r) => CompareMsg::Browser(r),
+                Err(e) => CompareMsg::Error(e),
+            });
         }
         Reply::Failed(e) => {
             d.dispatch(CompareMsg::Progress(None));
@@ -73,37 +97,18 @@ fn run_benchmark(engine: &Engine, dispatch: &Dispatch) {
     });
 }
 
-/// Reads a dropped report; the engine parses and checks it.
-fn read_report(engine: &Rc<Engine>, dispatch: &Dispatch, file: web_sys::File) {
-    let (engine, d) = (engine.clone(), dispatch.clone());
+/// Reads a dropped report and checks it.
+fn read_report(dispatch: &Dispatch, file: web_sys::File) {
+    let d = dispatch.clone();
     wasm_bindgen_futures::spawn_local(async move {
         let name = file.name();
-        let text = match read_text(&file).await {
-            Ok(text) => text,
-            Err(e) => return d.dispatch(CompareMsg::Error(e.message)),
-        };
-        engine.send(
-            Request::ReadReport { name, text },
-            None,
-            move |reply, _| match reply {
-                Reply::Report(r) => d.dispatch(CompareMsg::Other(r)),
-                Reply::Failed(e) => d.dispatch(CompareMsg::Error(e.message)),
-                _ => {}
+        d.dispatch(match read_text(&file).await {
+            Ok(text) => match ReportView::read(&name, text) {
+                Ok(r) => CompareMsg::Other(r),
+                Err(e) => CompareMsg::Error(e),
             },
-        );
-    });
-}
-
-fn compare(engine: &Engine, dispatch: &Dispatch, first: &ReportView, second: &ReportView) {
-    let d = dispatch.clone();
-    let request = Request::Compare {
-        first: first.json.clone(),
-        second: second.json.clone(),
-    };
-    engine.send(request, None, move |reply, _| match reply {
-        Reply::Comparison(c) => d.dispatch(CompareMsg::Comparison(c)),
-        Reply::Failed(e) => d.dispatch(CompareMsg::Error(e.message)),
-        _ => {}
+            Err(e) => CompareMsg::Error(e.message),
+        });
     });
 }
 
@@ -114,26 +119,21 @@ pub struct CompareProps {
 
 #[function_component(ComparePage)]
 pub fn compare_page(props: &CompareProps) -> Html {
-    let engine = use_context::<Rc<Engine>>().expect("the app provides the engine");
+    let engine = use_context::<Rc<EngineClient>>().expect("the app provides the engine");
     let state = use_reducer(CompareState::default);
-    {
-        let (engine, dispatch) = (engine.clone(), state.dispatcher());
-        let pair = (state.browser.clone(), state.other.clone());
-        use_effect_with(pair, move |(browser, other)| {
-            if let (Some(a), Some(b)) = (browser, other) {
-                compare(&engine, &dispatch, a, b);
-            }
-        });
-    }
+    let comparison = match (&state.browser, &state.other) {
+        (Some(a), Some(b)) => Some(compare(&a.report, &b.report)),
+        _ => None,
+    };
     let on_run = {
         let (engine, dispatch) = (engine.clone(), state.dispatcher());
         Callback::from(move |_| run_benchmark(&engine, &dispatch))
     };
     let on_report = {
-        let (engine, dispatch) = (engine.clone(), state.dispatcher());
+        let dispatch = state.dispatcher();
         Callback::from(move |e: Event| {
             if let Some(file) = take_input_files(&e).into_iter().next() {
-                read_report(&engine, &dispatch, file);
+                read_report(&dispatch, file);
             }
         })
     };
@@ -168,7 +168,7 @@ pub fn compare_page(props: &CompareProps) -> Html {
             if let Some(p) = &state.progress { <p id="bench-progress" class="busy">{ p.clone() }</p> }
             if let Some(e) = &state.error { <p id="compare-error" class="error">{ e.clone() }</p> }
             { table(&state) }
-            if let Some(c) = &state.comparison { { comparison(c) } }
+            if let Some(c) = &comparison { { comparison_view(c) } }
             { curves(&state) }
         </section>
     }
@@ -195,17 +195,17 @@ fn table(state: &CompareState) -> Html {
     html! {
         <table id="compare-table" class="compare-table">
             <tr><th></th>{ for reports.iter().map(|r| html! {
-                <td><div>{ format!("{} ({})", r.name, r.tool) }</div><div class="adapter">{ format!("{} — {}", r.backend, r.adapter) }</div></td>
+                <td><div>{ format!("{} ({})", r.name, r.report.tool) }</div><div class="adapter">{ format!("{} — {}", r.report.backend, r.report.adapter) }</div></td>
             }) }</tr>
-            <tr><th>{ "train step (median)" }</th>{ row(&|r| fmt(r.step_ms_median, " ms")) }</tr>
-            <tr><th>{ "train img/s" }</th>{ row(&|r| fmt(r.train_images_per_sec, "")) }</tr>
-            <tr><th>{ "inference (median)" }</th>{ row(&|r| fmt(r.inference_ms_median, " ms")) }</tr>
-            <tr><th>{ "loss at last step" }</th>{ row(&|r| r.loss_curve.last().map_or("—".into(), |l| format!("{l:.5}"))) }</tr>
+            <tr><th>{ "train step (median)" }</th>{ row(&|r| fmt(r.report.step_ms_median(), " ms")) }</tr>
+            <tr><th>{ "train img/s" }</th>{ row(&|r| fmt(r.report.train_images_per_sec(), "")) }</tr>
+            <tr><th>{ "inference (median)" }</th>{ row(&|r| fmt(r.report.inference_ms_median(), " ms")) }</tr>
+            <tr><th>{ "loss at last step" }</th>{ row(&|r| r.report.loss_curve().last().map_or("—".into(), |l| format!("{l:.5}"))) }</tr>
         </table>
     }
 }
 
-fn comparison(c: &ComparisonView) -> Html {
+fn comparison_view(c: &Comparison) -> Html {
     html! {
         <div id="comparison">
             <p id="step-ratio">{ format!("browser / other step time: {}× · inference: {}×",
@@ -231,17 +231,17 @@ fn curves(state: &CompareState) -> Html {
     let mut series = vec![];
     if let Some(b) = &state.browser {
         series.push(Series {
-            label: format!("browser ({})", b.backend),
+            label: format!("browser ({})", b.report.backend),
             color: "#1d4ed8",
-            values: b.loss_curve.clone(),
+            values: b.report.loss_curve(),
             dashed: false,
         });
     }
     if let Some(o) = &state.other {
         series.push(Series {
-            label: format!("{} ({})", o.name, o.backend),
+            label: format!("{} ({})", o.name, o.report.backend),
             color: "#dc2626",
-            values: o.loss_curve.clone(),
+            values: o.report.loss_curve(),
             dashed: true,
         });
     }

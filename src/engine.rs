@@ -21,8 +21,9 @@ pub type Handler = Rc<dyn Fn(Reply, Option<Uint8Array>)>;
 /// A JS event listener kept alive as long as the engine.
 type Listener = Closure<dyn Fn(JsValue)>;
 
-/// The engine worker, shared by the tabs (a Yew context).
-pub struct Engine {
+/// The page's handle on the engine worker (the worker's own state is `nepa-worker`'s
+/// `Engine`), shared by the tabs (a Yew context).
+pub struct EngineClient {
     worker: Worker,
     next_id: Cell<RequestId>,
     handlers: RefCell<HashMap<RequestId, Handler>>,
@@ -32,23 +33,23 @@ pub struct Engine {
     _listeners: RefCell<Vec<Listener>>,
 }
 
-impl PartialEq for Engine {
+impl PartialEq for EngineClient {
     fn eq(&self, other: &Self) -> bool {
         std::ptr::eq(self, other)
     }
 }
 
-impl Engine {
+impl EngineClient {
     /// Starts the worker. `unasked` receives replies with no request: `DeviceLost`, a
     /// failure of the engine itself, a model loaded as a fallback.
     pub fn start(
         unasked: impl Fn(Reply, Option<Uint8Array>) + 'static,
-    ) -> Result<Rc<Engine>, WebError> {
+    ) -> Result<Rc<EngineClient>, WebError> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
         let worker = Worker::new_with_options(WORKER_SCRIPT, &options)
             .map_err(|e| WebError::internal(format!("the engine worker could not start: {e:?}")))?;
-        let engine = Rc::new(Engine {
+        let engine = Rc::new(EngineClient {
             worker,
             next_id: Cell::new(1),
             handlers: RefCell::default(),
@@ -171,7 +172,7 @@ impl Engine {
     }
 }
 
-impl Drop for Engine {
+impl Drop for EngineClient {
     fn drop(&mut self) {
         self.worker.terminate();
     }

@@ -7,7 +7,7 @@ use nepa_protocol::{DevicePreference, DownloadLimits, Reply, Request, WebError};
 use yew::prelude::*;
 
 use crate::app::state::{AppMsg, Loading};
-use crate::engine::Engine;
+use crate::engine::EngineClient;
 use crate::picture::GalleryImage;
 use crate::platform;
 use crate::platform::files::{files_payload, is_checkpoint};
@@ -48,7 +48,7 @@ pub fn unasked(dispatch: &Dispatch, reply: Reply) {
 }
 
 /// Start-up: the device, then the demo model, the bundled photos and the cache list.
-pub fn start(engine: &Rc<Engine>, dispatch: &Dispatch) {
+pub fn start(engine: &Rc<EngineClient>, dispatch: &Dispatch) {
     let d = dispatch.clone();
     engine.send(
         Request::Start {
@@ -88,7 +88,7 @@ fn images_added(dispatch: &Dispatch, reply: Reply, payload: Option<Uint8Array>) 
 /// A model load (demo, file, URL) with its progress shown and Cancel offered. A failure's
 /// message is the engine's (it names the file and says "checkpoint does not fit").
 fn load(
-    engine: &Rc<Engine>,
+    engine: &Rc<EngineClient>,
     dispatch: &Dispatch,
     request: Request,
     payload: Option<wasm_bindgen::JsValue>,
@@ -121,7 +121,7 @@ fn load(
 }
 
 /// Picked or dropped files: checkpoints load as the model, the rest go to the gallery.
-pub fn ingest(engine: &Rc<Engine>, dispatch: &Dispatch, files: Vec<web_sys::File>) {
+pub fn ingest(engine: &Rc<EngineClient>, dispatch: &Dispatch, files: Vec<web_sys::File>) {
     let (checkpoints, images): (Vec<_>, Vec<_>) = files.into_iter().partition(is_checkpoint);
     for file in checkpoints {
         let name = file.name();
@@ -157,7 +157,7 @@ fn download_limits() -> DownloadLimits {
 }
 
 /// A checkpoint by URL (from the browser's cache when it was loaded before).
-pub fn load_url(engine: &Rc<Engine>, dispatch: &Dispatch, url: String) {
+pub fn load_url(engine: &Rc<EngineClient>, dispatch: &Dispatch, url: String) {
     let url = url.trim().to_string();
     if url.is_empty() {
         dispatch.dispatch(AppMsg::Error(
@@ -169,7 +169,7 @@ pub fn load_url(engine: &Rc<Engine>, dispatch: &Dispatch, url: String) {
     load(engine, dispatch, Request::LoadUrl { url, limits }, None);
 }
 
-pub fn list_cache(engine: &Rc<Engine>, dispatch: &Dispatch) {
+pub fn list_cache(engine: &Rc<EngineClient>, dispatch: &Dispatch) {
     let d = dispatch.clone();
     engine.send(Request::ListCache, None, move |reply, _| match reply {
         Reply::Cache(entries) => d.dispatch(AppMsg::Cache(entries)),
@@ -177,7 +177,7 @@ pub fn list_cache(engine: &Rc<Engine>, dispatch: &Dispatch) {
     });
 }
 
-pub fn delete_cached(engine: &Rc<Engine>, dispatch: &Dispatch, url: String) {
+pub fn delete_cached(engine: &Rc<EngineClient>, dispatch: &Dispatch, url: String) {
     let d = dispatch.clone();
     engine.send(
         Request::DeleteCached { url },
@@ -190,7 +190,7 @@ pub fn delete_cached(engine: &Rc<Engine>, dispatch: &Dispatch, url: String) {
 }
 
 /// Moves the engine to another device; the model is loaded again there.
-pub fn switch_device(engine: &Rc<Engine>, dispatch: &Dispatch, device: DevicePreference) {
+pub fn switch_device(engine: &Rc<EngineClient>, dispatch: &Dispatch, device: DevicePreference) {
     let d = dispatch.clone();
     engine.send(Request::SwitchDevice { device }, None, move |reply, _| {
         common(&d, reply)

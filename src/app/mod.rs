@@ -12,7 +12,7 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use crate::compare::ComparePage;
-use crate::engine::Engine;
+use crate::engine::EngineClient;
 use crate::explore::ExplorePage;
 use crate::finetune::FinetunePage;
 use crate::platform;
@@ -29,7 +29,7 @@ pub fn app() -> Html {
     let engine = {
         let dispatch = state.dispatcher();
         use_memo((), move |_| {
-            Engine::start(move |reply, _| actions::unasked(&dispatch, reply))
+            EngineClient::start(move |reply, _| actions::unasked(&dispatch, reply))
         })
     };
     let engine = match &*engine {
@@ -49,7 +49,7 @@ pub fn app() -> Html {
     }
     let callbacks = Callbacks::new(&engine, &state);
     html! {
-        <ContextProvider<Rc<Engine>> context={engine.clone()}>
+        <ContextProvider<Rc<EngineClient>> context={engine.clone()}>
             <main ondragover={Callback::from(|e: DragEvent| e.prevent_default())} ondrop={callbacks.on_drop.clone()}>
                 { view::header(&state) }
                 { view::device_problems(&state, &callbacks) }
@@ -59,7 +59,7 @@ pub fn app() -> Html {
                 { view::tabs(&state) }
                 { tab_pages(&state) }
             </main>
-        </ContextProvider<Rc<Engine>>>
+        </ContextProvider<Rc<EngineClient>>>
     }
 }
 
@@ -98,10 +98,10 @@ pub struct Callbacks {
 }
 
 impl Callbacks {
-    fn new(engine: &Rc<Engine>, state: &UseReducerHandle<AppState>) -> Self {
+    fn new(engine: &Rc<EngineClient>, state: &UseReducerHandle<AppState>) -> Self {
         let dispatch = state.dispatcher();
         let url_ref = NodeRef::default();
-        let with = |f: fn(&Rc<Engine>, &actions::Dispatch)| {
+        let with = |f: fn(&Rc<EngineClient>, &actions::Dispatch)| {
             let (engine, dispatch) = (engine.clone(), dispatch.clone());
             Callback::from(move |_: MouseEvent| f(&engine, &dispatch))
         };

@@ -7,7 +7,7 @@ use nepa_protocol::{ModelInfo, Reply, Request, ViewKey};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::engine::Engine;
+use crate::engine::EngineClient;
 use crate::explore::state::{ExploreMsg, ExploreState, ShownView};
 use crate::explore::views::Views;
 use crate::picture::GalleryImage;
@@ -25,7 +25,7 @@ pub struct ExploreProps {
 type Dispatch = UseReducerDispatcher<ExploreState>;
 
 /// Asks for the view of `key`; the reducer drops it if another was asked for meanwhile.
-fn request_view(engine: &Engine, dispatch: &Dispatch, key: ViewKey) {
+fn request_view(engine: &EngineClient, dispatch: &Dispatch, key: ViewKey) {
     dispatch.dispatch(ExploreMsg::Want(key));
     let d = dispatch.clone();
     engine.send(
@@ -50,7 +50,7 @@ fn request_view(engine: &Engine, dispatch: &Dispatch, key: ViewKey) {
 }
 
 /// Runs NEPA steps on the gallery; the model (and so the maps) update as it learns.
-fn adapt(engine: &Engine, dispatch: &Dispatch, props: &ExploreProps, steps: usize) {
+fn adapt(engine: &EngineClient, dispatch: &Dispatch, props: &ExploreProps, steps: usize) {
     let images = props.images.iter().map(|i| i.id).collect();
     let (d, on_model, on_error) = (
         dispatch.clone(),
@@ -75,7 +75,7 @@ fn adapt(engine: &Engine, dispatch: &Dispatch, props: &ExploreProps, steps: usiz
 
 #[function_component(ExplorePage)]
 pub fn explore_page(props: &ExploreProps) -> Html {
-    let engine = use_context::<Rc<Engine>>().expect("the app provides the engine");
+    let engine = use_context::<Rc<EngineClient>>().expect("the app provides the engine");
     let state = use_reducer(ExploreState::default);
     {
         let dispatch = state.dispatcher();

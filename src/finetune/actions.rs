@@ -3,9 +3,10 @@
 use std::rc::Rc;
 
 use nepa_protocol::{ClassSpec, ErrorKind, FinetuneRequest, Reply, Request};
+use nepa_types::finetune::FinetuneMode;
 use yew::prelude::*;
 
-use crate::engine::Engine;
+use crate::engine::EngineClient;
 use crate::finetune::state::{ClassData, FinetuneMsg, FinetuneState};
 use crate::picture::GalleryImage;
 use crate::platform;
@@ -20,7 +21,12 @@ fn fail(dispatch: &Dispatch, reply: Reply) {
 }
 
 /// Adds images to class `class` (decoded by the engine).
-pub fn add_images(engine: &Engine, dispatch: &Dispatch, class: usize, files: Vec<web_sys::File>) {
+pub fn add_images(
+    engine: &EngineClient,
+    dispatch: &Dispatch,
+    class: usize,
+    files: Vec<web_sys::File>,
+) {
     let (names, payload) = files_payload(&files);
     let d = dispatch.clone();
     engine.send(
@@ -43,7 +49,7 @@ pub fn add_images(engine: &Engine, dispatch: &Dispatch, class: usize, files: Vec
 }
 
 /// The bundled Fashion-MNIST sample, as classes.
-pub fn load_sample(engine: &Engine, dispatch: &Dispatch) {
+pub fn load_sample(engine: &EngineClient, dispatch: &Dispatch) {
     dispatch.dispatch(FinetuneMsg::Message(Some("loading the sample set…".into())));
     let d = dispatch.clone();
     engine.send(Request::LoadSampleClasses, None, move |reply, payload| {
@@ -70,7 +76,7 @@ pub fn load_sample(engine: &Engine, dispatch: &Dispatch) {
 /// {lr}` (a test hook) sets the peak learning rate (a test makes a run diverge with it).
 fn finetune_request(
     classes: &[ClassData],
-    mode: &str,
+    mode: FinetuneMode,
     steps: usize,
     batch: usize,
 ) -> FinetuneRequest {
@@ -82,7 +88,7 @@ fn finetune_request(
                 images: c.images.iter().map(|i| i.id).collect(),
             })
             .collect(),
-        mode: mode.into(),
+        mode,
         steps,
         batch,
         lr: platform::hook_number("nepaFinetuneOverrides", "lr"),
@@ -91,10 +97,10 @@ fn finetune_request(
 
 /// Checks the classes, then trains in the engine.
 pub fn train(
-    engine: &Engine,
+    engine: &EngineClient,
     dispatch: &Dispatch,
     classes: &[ClassData],
-    mode: &str,
+    mode: FinetuneMode,
     steps: usize,
     batch: usize,
 ) {
@@ -140,7 +146,7 @@ pub fn train(
 }
 
 /// The last trained model, from browser storage (once the engine has a device).
-pub fn restore(engine: &Engine, dispatch: &Dispatch) {
+pub fn restore(engine: &EngineClient, dispatch: &Dispatch) {
     let d = dispatch.clone();
     engine.send(
         Request::RestoreFinetuned,
@@ -153,7 +159,7 @@ pub fn restore(engine: &Engine, dispatch: &Dispatch) {
 }
 
 /// Class probabilities of new images under the trained model.
-pub fn classify(engine: &Engine, dispatch: &Dispatch, files: Vec<web_sys::File>) {
+pub fn classify(engine: &EngineClient, dispatch: &Dispatch, files: Vec<web_sys::File>) {
     let (names, payload) = files_payload(&files);
     let d = dispatch.clone();
     engine.send(
@@ -167,7 +173,7 @@ pub fn classify(engine: &Engine, dispatch: &Dispatch, files: Vec<web_sys::File>)
 }
 
 /// The trained model as a safetensors download.
-pub fn download(engine: &Engine, dispatch: &Dispatch) {
+pub fn download(engine: &EngineClient, dispatch: &Dispatch) {
     let d = dispatch.clone();
     engine.send(
         Request::ExportFinetuned,

@@ -6,7 +6,7 @@ use nepa_protocol::Request;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::engine::Engine;
+use crate::engine::EngineClient;
 use crate::finetune::actions;
 use crate::finetune::state::{FinetuneMsg, FinetuneState, RunSettings};
 use crate::platform::files::take_input_files;
@@ -24,7 +24,7 @@ pub struct Callbacks {
 
 impl Callbacks {
     pub fn new(
-        engine: &Rc<Engine>,
+        engine: &Rc<EngineClient>,
         state: &UseReducerHandle<FinetuneState>,
         settings: &RunSettings,
         class_name: &NodeRef,

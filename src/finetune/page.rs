@@ -3,9 +3,10 @@
 use std::rc::Rc;
 
 use nepa_protocol::{DeviceInfo, ModelInfo};
+use nepa_types::finetune::FinetuneMode;
 use yew::prelude::*;
 
-use crate::engine::Engine;
+use crate::engine::EngineClient;
 use crate::finetune::actions;
 use crate::finetune::callbacks::Callbacks;
 use crate::finetune::state::{FinetuneState, RunSettings};
@@ -19,10 +20,10 @@ pub struct FinetuneProps {
 
 #[function_component(FinetunePage)]
 pub fn finetune_page(props: &FinetuneProps) -> Html {
-    let engine = use_context::<Rc<Engine>>().expect("the app provides the engine");
+    let engine = use_context::<Rc<EngineClient>>().expect("the app provides the engine");
     let state = use_reducer(FinetuneState::default);
     let settings = RunSettings {
-        mode: use_state(|| "lora"),
+        mode: use_state(FinetuneMode::default),
         steps: use_state(|| 40usize),
         batch: use_state(|| 8usize),
     };

@@ -3,6 +3,7 @@
 use std::rc::Rc;
 
 use nepa_protocol::{Prediction, RequestId, TrainProgress, TrainedInfo};
+use nepa_types::finetune::FinetuneMode;
 use yew::prelude::*;
 
 use crate::picture::GalleryImage;
@@ -16,7 +17,7 @@ pub struct ClassData {
 /// The run settings the user picks (the page's state handles).
 #[derive(Clone, PartialEq)]
 pub struct RunSettings {
-    pub mode: UseStateHandle<&'static str>,
+    pub mode: UseStateHandle<FinetuneMode>,
     pub steps: UseStateHandle<usize>,
     pub batch: UseStateHandle<usize>,
 }

@@ -3,11 +3,12 @@
 use std::rc::Rc;
 
 use nepa_protocol::{Prediction, TrainProgress, TrainedInfo};
+use nepa_types::finetune::FinetuneMode;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use crate::chart::{Chart, Series};
-use crate::engine::Engine;
+use crate::engine::EngineClient;
 use crate::finetune::actions;
 use crate::finetune::callbacks::Callbacks;
 use crate::finetune::state::{FinetuneMsg, FinetuneState, RunSettings};
@@ -29,7 +30,7 @@ pub fn errors(state: &State) -> Html {
     }
 }
 
-pub fn class_cards(engine: &Rc<Engine>, state: &State) -> Html {
+pub fn class_cards(engine: &Rc<EngineClient>, state: &State) -> Html {
     let running = state.running();
     html! {
         { for state.classes.iter().enumerate().map(|(i, class)| {
@@ -54,27 +55,12 @@ pub fn class_cards(engine: &Rc<Engine>, state: &State) -> Html {
     }
 }
 
-/// The modes' values (as the engine reads them) and labels (`nepa::finetune::FinetuneMode`).
-const MODES: [(&str, &str); 3] = [
-    ("lora", "LoRA adapters + head"),
-    (
-        "full",
-        "full model, layer-wise lr decay (patch embedding frozen)",
-    ),
-    ("head", "head only (backbone frozen)"),
-];
-
 pub fn run_controls(s: &RunSettings, running: bool, paused: bool, cb: &Callbacks) -> Html {
     let mode = s.mode.clone();
     let on_mode = Callback::from(move |e: Event| {
         let select: web_sys::HtmlSelectElement = e.target_unchecked_into();
         let value = select.value();
-        mode.set(
-            MODES
-                .iter()
-                .find(|(v, _)| *v == value)
-                .map_or("lora", |(v, _)| v),
-        );
+        mode.set(FinetuneMode::parse(&value).unwrap_or_default());
     });
     let number = |handle: UseStateHandle<usize>, lo: usize, hi: usize| {
         Callback::from(move |e: Event| {
@@ -88,7 +74,7 @@ pub fn run_controls(s: &RunSettings, running: bool, paused: bool, cb: &Callbacks
         <div class="inputs">
             <label>{ "mode: " }
                 <select id="mode" onchange={on_mode} disabled={running}>
-                    { for MODES.iter().map(|(value, label)| html! { <option value={*value} selected={*s.mode == *value}>{ *label }</option> }) }
+                    { for FinetuneMode::ALL.iter().map(|m| html! { <option value={m.name()} selected={*s.mode == *m}>{ m.label() }</option> }) }
                 </select>
             </label>
             <label>{ " steps: " }<input id="steps" type="number" min="1" max="5000" value={s.steps.to_string()} size="5" onchange={number(s.steps.clone(), 1, 5000)} disabled={running} /></label>

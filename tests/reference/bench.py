@@ -56,7 +56,7 @@ from nepa_ref import LayerScale, NepaConfig, NepaModel, nepa_loss  # noqa: E402
 SCHEMA = "nepa-run-report/1"
 BACKBONE_PREFIX = "vit_nepa."
 
-# Same sizes as the Rust presets (crates/nepa/src/config.rs): intermediate = 4·D.
+# Same sizes as the Rust presets (crates/nepa-types/src/config.rs): intermediate = 4·D.
 PRESETS = {
     "tiny": dict(hidden_size=192, num_hidden_layers=12, num_attention_heads=3),
     "small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6),

@@ -5,15 +5,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use clap::Args;
 use futures_lite::future::block_on;
+use nepa::LoadOptions;
 use nepa::checkpoint::{load_backbone, load_classifier};
-use nepa::data::{ImageSet, build_batch};
+use nepa::data::ImageSet;
 use nepa::finetune::evaluate;
-use nepa::image::{RgbImage, preprocess_eval};
-use nepa::train::{argmax_rows, read_f32};
-use nepa::{ForwardOptions, LoadOptions};
+use nepa::probe::{KnnProbe, pooled_features};
 
 use crate::ckpt;
 use crate::data::{Dataset, Split};
@@ -91,8 +90,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 }
 
 /// A pretraining checkpoint has no head: report its NEPA loss on the data (how well it
-/// predicts the next patch of unseen images) and, with labels, a k-NN accuracy of its
-/// mean-pooled features. With idx files the memory is (up to 5,000 of) the train split and
+/// predicts the next patch of unseen images) and, with labels, the crate's k-NN probe of its
+/// mean-pooled features (`nepa::probe`). With idx files the memory is (up to 5,000 of) the train split and
 /// the queries the chosen split; an image folder has no splits, so each image is classified
 /// by the others (leave-one-out): an image never counts as its own neighbour.
 fn eval_backbone(
@@ -104,82 +103,42 @@ fn eval_backbone(
 ) -> Result<()> {
     let (model, _) = load_backbone(&loaded.model, config, device, LoadOptions::default())
         .with_context(|| format!("loading {}", loaded.path.display()))?;
-    let features = |set: &ImageSet| -> Result<(Vec<f32>, f64)> {
-        let mut feats = Vec::with_capacity(set.len() * config.hidden_size);
-        let mut loss_sum = 0.0;
-        let indices: Vec<usize> = (0..set.len()).collect();
-        for chunk in indices.chunks(args.batch_size.max(1)) {
-            let images: Vec<&RgbImage> = chunk.iter().map(|&i| &set.images[i]).collect();
-            let pixels = build_batch(&images, config.image_size, |image, h, w| {
-                Ok(preprocess_eval(image, h, w))
-            })?;
-            let out = model.forward(Tensor::from_data(pixels, device), &ForwardOptions::eval());
-            let [b, t, d] = out.last_hidden_state.dims();
-            let loss = nepa::prediction_loss(
-                out.last_hidden_state.clone(),
-                out.input_embedding,
-                nepa::LossOptions::default(),
-            );
-            loss_sum += block_on(read_f32(loss))?[0] as f64 * b as f64;
-            let pooled = nepa::loss::l2_normalize(
-                out.last_hidden_state.narrow(1, 1, t - 1).mean_dim(1),
-                1e-12,
-            )
-            .reshape([b * d]);
-            feats.extend(block_on(read_f32(pooled))?);
-        }
-        Ok((feats, loss_sum / set.len() as f64))
+    let features = |set: &ImageSet| {
+        block_on(pooled_features(
+            &model,
+            config.image_size,
+            set,
+            args.batch_size,
+            device,
+        ))
     };
-    let (test_feats, loss) = features(data)?;
+    let queries = features(data)?;
     println!(
-        "NEPA loss {loss:.4} (mean −cos(ẑ_t, z_t+1)) on {} images of {}",
+        "NEPA loss {:.4} (mean −cos(ẑ_t, z_t+1)) on {} images of {}",
+        queries.loss,
         data.len(),
         data.source
     );
     let Some(test_labels) = &data.labels else {
         return Ok(());
     };
-    let has_splits = data.from_idx;
-    let (memory_feats, memory_labels, what) = if has_splits {
+    let probe = KnnProbe::default();
+    let (result, what) = if data.from_idx {
         let mut memory = Dataset::load(&args.data, Split::Train, stored_side(config))?.set;
         let n_memory = memory.len().min(5000);
         memory.select(&(0..n_memory).collect::<Vec<_>>());
         let labels = memory.require_labels("k-NN")?.to_vec();
-        let (feats, _) = features(&memory)?;
-        (feats, labels, format!("{n_memory} labelled train images"))
+        let memory_features = features(&memory)?;
+        let result = probe.accuracy(&queries, test_labels, Some((&memory_features, &labels)))?;
+        (result, format!("{n_memory} labelled train images"))
     } else {
-        let what = format!("leave-one-out over {} images", data.len());
-        (test_feats.clone(), test_labels.clone(), what)
+        let result = probe.accuracy(&queries, test_labels, None)?;
+        (result, format!("leave-one-out over {} images", data.len()))
     };
-    let same_images = !has_splits;
-    let d = config.hidden_size;
-    let n_memory = memory_labels.len() - usize::from(same_images);
-    if n_memory == 0 {
-        bail!("k-NN needs at least two labelled images");
-    }
-    let k = 20.min(n_memory);
-    let classes = memory_labels.iter().max().map_or(0, |m| m + 1);
-    let mut correct = 0;
-    for (i, query) in test_feats.chunks(d).enumerate() {
-        let mut scored: Vec<(f32, usize)> = memory_feats
-            .chunks(d)
-            .zip(&memory_labels)
-            .enumerate()
-            .filter(|(j, _)| !(same_images && *j == i))
-            .map(|(_, (m, &label))| (m.iter().zip(query).map(|(a, b)| a * b).sum(), label))
-            .collect();
-        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-        let mut votes = vec![0.0f32; classes];
-        for &(similarity, label) in &scored[..k] {
-            votes[label] += (similarity / 0.07).exp();
-        }
-        if argmax_rows(&votes, classes)[0] == test_labels[i] {
-            correct += 1;
-        }
-    }
     println!(
-        "k-NN ({k} neighbours, {what}) top-1 accuracy {:.2}%",
-        100.0 * correct as f64 / data.len() as f64
+        "k-NN ({} neighbours, {what}) top-1 accuracy {:.2}%",
+        result.k,
+        100.0 * result.top1()
     );
     Ok(())
 }

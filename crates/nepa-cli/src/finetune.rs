@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
+use clap::parser::{ArgMatches, ValueSource};
 use futures_lite::future::block_on;
 use nepa::checkpoint::{classifier_tensors, load_backbone, to_safetensors};
-use nepa::finetune::{FinetuneMode, FinetuneRun, FinetuneSettings, Recipe, evaluate};
+#[cfg(test)]
+use nepa::finetune::FinetuneMode;
+use nepa::finetune::{FinetuneRun, FinetuneSettings, Recipe, evaluate};
 use nepa::{LoadOptions, NepaClassifier, NepaConfig, NepaModel};
 use serde_json::json;
 
@@ -56,137 +59,54 @@ pub struct FinetuneArgs {
     pub log_every: usize,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum RecipeChoice {
-    /// The official ViT-B recipe (docs/nepa.md §5): batch 1024, 100 epochs, Mixup/CutMix,
-    /// RandAugment, RandomErasing, EMA 0.9999.
-    Official,
-    /// Hundreds to thousands of images: batch 64, 30 epochs, no mixing (docs/finetune-recipe.md).
-    SmallData,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ModeChoice {
-    Full,
-    Head,
-    Lora,
-}
-
-/// The recipe preset and the flags that override it (unset flags keep the preset's value).
+/// The recipe preset and the settings flags that override it: the flags are the fields of the
+/// crate's `FinetuneSettings` (its `clap` feature), and only those given on the command line
+/// replace the preset's values.
 #[derive(Args, Clone, Debug)]
 pub struct RecipeArgs {
-    #[arg(long, value_enum, default_value_t = RecipeChoice::SmallData)]
-    pub recipe: RecipeChoice,
-    /// full (layer-wise lr decay), head (backbone frozen) or lora (adapters + head).
-    #[arg(long, value_enum)]
-    pub mode: Option<ModeChoice>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// A fixed number of steps instead of --epochs.
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// Base learning rate per 256 images (peak = blr × batch / 256).
-    #[arg(long)]
-    pub blr: Option<f64>,
-    /// Peak learning rate of the top block (overrides --blr).
+    #[arg(long, value_enum, default_value_t = Recipe::SmallData)]
+    pub recipe: Recipe,
+    #[command(flatten)]
+    pub settings: FinetuneSettings,
+    /// Peak learning rate of the top block (overrides --blr: blr = lr × 256 / batch).
     #[arg(long, conflicts_with = "blr")]
     pub lr: Option<f64>,
-    /// Learning rate of the classifier and the final LayerNorm.
-    #[arg(long)]
-    pub head_lr: Option<f64>,
-    #[arg(long)]
-    pub layer_decay: Option<f64>,
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    #[arg(long)]
-    pub warmup_ratio: Option<f64>,
-    #[arg(long)]
-    pub label_smoothing: Option<f64>,
-    /// Global gradient-norm clipping (0 disables it).
-    #[arg(long)]
-    pub clip_grad: Option<f64>,
-    /// Mixup α (0: off).
-    #[arg(long)]
-    pub mixup: Option<f64>,
-    /// CutMix α (0: off).
-    #[arg(long)]
-    pub cutmix: Option<f64>,
-    /// RandAugment m9-mstd0.5 on or off.
-    #[arg(long)]
-    pub randaug: Option<bool>,
-    /// RandomErasing probability (0: off).
-    #[arg(long)]
-    pub erasing: Option<f64>,
-    /// EMA decay of the weights (0: off).
-    #[arg(long)]
-    pub ema_decay: Option<f64>,
-    #[arg(long)]
-    pub crop_min_scale: Option<f64>,
-    /// Learnable QK-norm weights during fine-tuning, initialised to 1 (default: on, as the
-    /// official base fine-tuning).
-    #[arg(long)]
-    pub affine_qk_norm: Option<bool>,
-    /// Train the patch-embedding conv too (the official recipe freezes it).
-    #[arg(long)]
-    pub train_patch_embed: bool,
-    /// Keep causal attention instead of switching to bidirectional.
-    #[arg(long)]
-    pub causal: bool,
-    #[arg(long)]
-    pub lora_rank: Option<usize>,
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// The settings' flags given on the command line (their ids), filled from the parsed
+    /// arguments by [`given_flags`].
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+/// The ids of the arguments given on the command line (not defaulted).
+pub fn given_flags(matches: &ArgMatches) -> Vec<String> {
+    matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
 }
 
 impl RecipeArgs {
     /// The preset with every given flag applied; `drop_path` comes from the model flags.
-    pub fn settings(&self, drop_path: Option<f64>) -> FinetuneSettings {
-        let mut s = FinetuneSettings::preset(match self.recipe {
-            RecipeChoice::Official => Recipe::Official,
-            RecipeChoice::SmallData => Recipe::SmallData,
-        });
-        if let Some(mode) = self.mode {
-            s.mode = match mode {
-                ModeChoice::Full => FinetuneMode::Full,
-                ModeChoice::Head => FinetuneMode::HeadOnly,
-                ModeChoice::Lora => FinetuneMode::Lora,
-            };
-        }
-        let set = |target: &mut f64, v: Option<f64>| {
-            if let Some(v) = v {
-                *target = v;
+    pub fn settings(&self, drop_path: Option<f64>) -> Result<FinetuneSettings> {
+        // Field by field through serde: a settings flag's id is its field's name.
+        let mut merged = serde_json::to_value(FinetuneSettings::preset(self.recipe))?;
+        let flags = serde_json::to_value(&self.settings)?;
+        for id in &self.given {
+            if let Some(value) = flags.get(id) {
+                merged[id] = value.clone();
             }
-        };
-        s.batch_size = self.batch_size.unwrap_or(s.batch_size);
-        s.epochs = self.epochs.unwrap_or(s.epochs);
-        s.steps = self.steps.or(s.steps);
-        set(&mut s.blr, self.blr);
+        }
+        let mut s: FinetuneSettings = serde_json::from_value(merged)?;
         if let Some(lr) = self.lr {
             s.blr = lr * 256.0 / s.batch_size.max(1) as f64;
         }
-        set(&mut s.head_lr, self.head_lr);
-        set(&mut s.layer_decay, self.layer_decay);
-        set(&mut s.weight_decay, self.weight_decay);
-        set(&mut s.warmup_ratio, self.warmup_ratio);
-        set(&mut s.label_smoothing, self.label_smoothing);
-        set(&mut s.clip_grad, self.clip_grad);
-        set(&mut s.drop_path, drop_path);
-        set(&mut s.mixup, self.mixup);
-        set(&mut s.cutmix, self.cutmix);
-        set(&mut s.erasing, self.erasing);
-        set(&mut s.crop_min_scale, self.crop_min_scale);
-        s.randaug = self.randaug.unwrap_or(s.randaug);
-        s.qk_norm_affine = self.affine_qk_norm.unwrap_or(s.qk_norm_affine);
-        if let Some(d) = self.ema_decay {
-            s.ema_decay = (d > 0.0).then_some(d);
+        if let Some(d) = drop_path {
+            s.drop_path = d;
         }
-        s.train_patch_embed |= self.train_patch_embed;
-        s.causal |= self.causal;
-        s.lora_rank = self.lora_rank.unwrap_or(s.lora_rank);
-        s.seed = self.seed.unwrap_or(s.seed);
-        s
+        // `--ema-decay 0` turns the EMA off.
+        s.ema_decay = s.ema_decay.filter(|&d| d != 0.0);
+        Ok(s)
     }
 }
 
@@ -221,7 +141,7 @@ fn backbone(
 }
 
 pub fn run(args: FinetuneArgs) -> Result<()> {
-    let settings = args.recipe.settings(args.model.drop_path);
+    let settings = args.recipe.settings(args.model.drop_path)?;
     settings.validate()?;
     if !(0.0..1.0).contains(&args.val_fraction) {
         bail!(
@@ -362,4 +282,86 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         println!("saved {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        recipe: RecipeArgs,
+    }
+
+    fn settings(args: &[&str]) -> FinetuneSettings {
+        let matches =
+            Cli::command().get_matches_from(std::iter::once("nepa").chain(args.iter().copied()));
+        let mut cli = Cli::from_arg_matches(&matches).unwrap();
+        cli.recipe.given = given_flags(&matches);
+        cli.recipe.settings(None).unwrap()
+    }
+
+    #[test]
+    fn unset_flags_keep_the_preset() {
+        assert_eq!(settings(&[]), FinetuneSettings::small_data());
+        assert_eq!(
+            settings(&["--recipe", "official"]),
+            FinetuneSettings::official()
+        );
+    }
+
+    #[test]
+    fn given_flags_override_the_preset() {
+        let s = settings(&[
+            "--recipe",
+            "official",
+            "--mode",
+            "head",
+            "--batch-size",
+            "32",
+            "--lr",
+            "1e-3",
+            "--randaug",
+            "false",
+            "--affine-qk-norm",
+            "false",
+            "--ema-decay",
+            "0",
+            "--causal",
+        ]);
+        let expected = FinetuneSettings {
+            mode: FinetuneMode::HeadOnly,
+            batch_size: 32,
+            blr: 1e-3 * 256.0 / 32.0,
+            randaug: false,
+            qk_norm_affine: false,
+            ema_decay: None,
+            causal: true,
+            ..FinetuneSettings::official()
+        };
+        assert_eq!(s, expected);
+        // The same flags as the page's quick preset give its settings.
+        let quick = settings(&[
+            "--mode",
+            "lora",
+            "--steps",
+            "40",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-3",
+            "--head-lr",
+            "1e-3",
+            "--warmup-ratio",
+            "0.1",
+            "--ema-decay",
+            "0",
+        ]);
+        let mut page = FinetuneSettings::quick(FinetuneMode::Lora, 40, 8, 1e-3);
+        page.drop_path = quick.drop_path;
+        assert_eq!(quick, page);
+    }
 }

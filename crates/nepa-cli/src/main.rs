@@ -15,7 +15,7 @@ mod visualize;
 
 use anyhow::Result;
 use burn::tensor::{Distribution, Tensor};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use nepa::{ForwardOptions, LossOptions, NepaConfig, NepaModel, prediction_loss};
 
 use device::DeviceChoice;
@@ -57,7 +57,16 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    let command = Cli::parse().command;
+    let matches = Cli::command().get_matches();
+    let mut command = Cli::from_arg_matches(&matches)
+        .unwrap_or_else(|e| e.exit())
+        .command;
+    // Fine-tuning flags override the recipe preset only where given (finetune::RecipeArgs).
+    if let (Command::Finetune(args), Some(sub)) =
+        (&mut command, matches.subcommand_matches("finetune"))
+    {
+        args.recipe.given = finetune::given_flags(sub);
+    }
     // The command runs on one of rayon's threads (docs/performance.md §9). Flex's parallel
     // operations are rayon jobs: called from outside the pool, each one is handed over while the
     // main thread sleeps until it is done, and between them the pool's idle threads spin beside

@@ -378,8 +378,8 @@ fn committed_compare_run_report_matches_a_fresh_native_run() {
     assert!(c.same_run, "{:?}", c.mismatch);
     assert_eq!(c.common_steps, 22);
     // Up to float summation order: Flex splits its reductions over rayon's threads as they
-    // come free, so two runs can round apart (1.2e-7 seen here, 7e-6 on a fine-tuning run).
-    assert!(c.max_loss_diff.unwrap() < 1e-4, "{c:?}");
+    // come free, so two runs can round apart (1.2e-7 seen here). A NaN compares as infinite.
+    assert!(c.max_loss_diff.unwrap() <= 1e-5, "{c:?}");
     assert!(c.digest_max_abs_diff.unwrap() < 1e-5, "{c:?}");
 }
 

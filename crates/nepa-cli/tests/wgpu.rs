@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use futures_lite::future::block_on;
-use nepa::bench::{BenchRun, BenchSettings, compare_run};
+use nepa::bench::{BenchRun, BenchSettings, compare_run, max_abs_diff_f32};
 use nepa::train::{AdamW, AdamWConfig, pretrain_step};
 use nepa::{ForwardOptions, LoadOptions, LossOptions, NepaConfig, NepaModel, load_backbone};
 use safetensors::SafeTensors;
@@ -46,17 +46,15 @@ fn wgpu_matches_the_reference_and_trains() {
     let z_hat = model
         .forward(pixels, &ForwardOptions::eval())
         .last_hidden_state;
+    let (expected_shape, expected) = tensor_f32(&io, "expected.z_hat");
+    assert_eq!(z_hat.dims().to_vec(), expected_shape);
     let got = z_hat
         .into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
         .unwrap();
-    let (_, expected) = tensor_f32(&io, "expected.z_hat");
-    let diff = got
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    // NaN or a length mismatch counts as infinitely far.
+    let diff = max_abs_diff_f32(&got, &expected);
     assert!(diff < 1e-4, "wgpu ẑ differs from the reference by {diff}");
 
     // Training: a few steps on a fixed batch lower the loss.
@@ -89,6 +87,8 @@ fn wgpu_matches_the_reference_and_trains() {
     // autotuned kernels) give Flex's loss and gradient norm at every step.
     let on_wgpu = train_steps(&device);
     let on_flex = train_steps(&Device::flex());
+    assert_eq!((on_wgpu.len(), on_flex.len()), (5, 5));
+    // A NaN fails these comparisons (`<` and `<=` are false for NaN).
     for (step, (w, f)) in on_wgpu.iter().zip(&on_flex).enumerate() {
         assert!(
             (w.0 - f.0).abs() < 1e-4 && (w.1 - f.1).abs() <= 1e-3 * f.1.abs(),

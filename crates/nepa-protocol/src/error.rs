@@ -1,6 +1,7 @@
 //! The web app's one error type: what went wrong, as a kind the page can act on, and the
 //! message shown to the user (it names the file or URL and says what was kept).
 
+use nepa_types::error::NepaError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -68,5 +69,51 @@ impl WebError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    /// The same error with what it concerns in front ("photo.png: …").
+    pub fn context(self, what: impl std::fmt::Display) -> Self {
+        Self::new(self.kind, format!("{what}: {}", self.message))
+    }
+}
+
+/// The model crate's errors keep their kind on the page: a model over the memory budget is
+/// `TooLarge`, a broken checkpoint `BadInput`, a failed read-back `Device`.
+impl From<NepaError> for WebError {
+    fn from(e: NepaError) -> Self {
+        let kind = match &e {
+            NepaError::TooLarge(_) => ErrorKind::TooLarge,
+            NepaError::Config(_)
+            | NepaError::Input(_)
+            | NepaError::Parse(_)
+            | NepaError::MissingTensor { .. }
+            | NepaError::ShapeMismatch { .. }
+            | NepaError::UnsupportedDType { .. } => ErrorKind::BadInput,
+            NepaError::Readback(_) => ErrorKind::Device,
+            NepaError::NonFinite { .. } => ErrorKind::Model,
+        };
+        Self::new(kind, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_errors_keep_their_kind() {
+        let cases = [
+            (NepaError::TooLarge("4 GiB".into()), ErrorKind::TooLarge),
+            (NepaError::Parse("header".into()), ErrorKind::BadInput),
+            (NepaError::Config("heads".into()), ErrorKind::BadInput),
+            (NepaError::Readback("lost".into()), ErrorKind::Device),
+            (NepaError::NonFinite { key: "w".into() }, ErrorKind::Model),
+        ];
+        for (e, kind) in cases {
+            let text = e.to_string();
+            let web = WebError::from(e).context("model.safetensors");
+            assert_eq!(web.kind, kind, "{text}");
+            assert_eq!(web.message, format!("model.safetensors: {text}"));
+        }
     }
 }

@@ -87,12 +87,10 @@ pub enum Request {
     RestoreFinetuned,
     /// The fine-tuned model as safetensors bytes (payload of [`Reply::Exported`]).
     ExportFinetuned,
-    /// The Compare tab's benchmark (`nepa::bench::compare_run`) on the worker's device.
+    /// The Compare tab's benchmark (`nepa::bench::compare_run`) on the worker's device;
+    /// answered by [`Reply::BenchReport`]. Reading and comparing reports needs no engine:
+    /// the page does it with `nepa_types::report`.
     Bench,
-    /// Reads a run report (JSON text); answered by [`Reply::Report`].
-    ReadReport { name: String, text: String },
-    /// Compares two run reports; answered by [`Reply::Comparison`].
-    Compare { first: String, second: String },
     /// Lists the checkpoints kept in Cache Storage.
     ListCache,
     /// Deletes one kept checkpoint (by URL); answered by the new list.
@@ -161,8 +159,10 @@ pub enum Reply {
     Exported {
         name: String,
     },
-    Report(ReportView),
-    Comparison(ComparisonView),
+    /// The benchmark's run report, `nepa-run-report/1` JSON (docs/run-report.md).
+    BenchReport {
+        json: String,
+    },
     Cache(Vec<CachedCheckpoint>),
 }
 

@@ -1,5 +1,6 @@
 //! What the worker sends back for the page to show: plain data, no tensors.
 
+use nepa_types::finetune::FinetuneMode;
 use serde::{Deserialize, Serialize};
 
 use crate::ImageId;
@@ -136,8 +137,7 @@ pub struct PanelView {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct FinetuneRequest {
     pub classes: Vec<ClassSpec>,
-    /// "lora", "full" or "head".
-    pub mode: String,
+    pub mode: FinetuneMode,
     pub steps: usize,
     pub batch: usize,
     /// Peak learning rate; `None`: the page's preset.
@@ -186,35 +186,6 @@ pub struct Prediction {
     /// Why this file has no probabilities (it could not be read or decoded; names the file).
     #[serde(default)]
     pub error: Option<crate::WebError>,
-}
-
-/// A run report as the Compare tab shows it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct ReportView {
-    /// "this browser" or the dropped file's name.
-    pub name: String,
-    pub tool: String,
-    pub backend: String,
-    pub adapter: String,
-    pub step_ms_median: Option<f64>,
-    pub train_images_per_sec: Option<f64>,
-    pub inference_ms_median: Option<f64>,
-    pub loss_curve: Vec<f64>,
-    /// The report itself (for export and for comparing).
-    pub json: String,
-}
-
-/// Two reports side by side (`nepa::bench::compare`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct ComparisonView {
-    pub step_time_ratio: Option<f64>,
-    pub inference_time_ratio: Option<f64>,
-    pub max_loss_diff: Option<f64>,
-    pub common_steps: usize,
-    pub digest_max_abs_diff: Option<f64>,
-    pub digest_cosine: Option<f64>,
-    pub same_run: bool,
-    pub mismatch: Vec<String>,
 }
 
 /// A checkpoint kept in Cache Storage after a download by URL.

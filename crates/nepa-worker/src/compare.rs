@@ -1,10 +1,10 @@
-//! The Compare tab's benchmark (`nepa::bench::compare_run`) on the engine's device, and
-//! reading and comparing run reports.
+//! The Compare tab's benchmark (`nepa::bench::compare_run`) on the engine's device. The page
+//! reads and compares reports itself (`nepa_types::report`).
 
 use std::rc::Rc;
 
-use nepa::bench::{BenchRun, HostDetails, HostInfo, RunReport, compare, compare_run};
-use nepa_protocol::{ComparisonView, ErrorKind, Reply, ReportView, WebError};
+use nepa::bench::{BenchRun, HostDetails, HostInfo, compare_run};
+use nepa_protocol::{ErrorKind, Reply, WebError};
 
 use crate::bridge::Responder;
 use crate::platform;
@@ -29,20 +29,6 @@ pub fn run_description() -> String {
         s.lr,
         s.runs
     )
-}
-
-fn view(name: &str, text: String, report: &RunReport) -> ReportView {
-    ReportView {
-        name: name.into(),
-        tool: report.tool.clone(),
-        backend: report.backend.clone(),
-        adapter: report.adapter.clone(),
-        step_ms_median: report.step_ms_median(),
-        train_images_per_sec: report.train_images_per_sec(),
-        inference_ms_median: report.inference_ms_median(),
-        loss_curve: report.loss_curve(),
-        json: text,
-    }
 }
 
 fn host(device: &ComputeDevice) -> HostInfo {
@@ -117,38 +103,7 @@ pub async fn bench(
         ));
     }
     let report = run.report(&host(&device));
-    Ok(Reply::Report(view(
-        "this browser",
-        report.to_json_pretty(),
-        &report,
-    )))
-}
-
-fn parse(name: &str, text: &str) -> Result<RunReport, WebError> {
-    RunReport::from_json(text).map_err(|e| WebError::bad_input(format!("{name}: {e}")))
-}
-
-/// `ReadReport`: a dropped report file's text.
-pub fn read_report(name: &str, text: String) -> Result<Reply, WebError> {
-    let report = parse(name, &text)?;
-    Ok(Reply::Report(view(name, text, &report)))
-}
-
-/// `Compare`: two reports' JSON texts side by side.
-pub fn compare_reports(first: &str, second: &str) -> Result<Reply, WebError> {
-    let (a, b) = (
-        parse("first report", first)?,
-        parse("second report", second)?,
-    );
-    let c = compare(&a, &b);
-    Ok(Reply::Comparison(ComparisonView {
-        step_time_ratio: c.step_time_ratio,
-        inference_time_ratio: c.inference_time_ratio,
-        max_loss_diff: c.max_loss_diff,
-        common_steps: c.common_steps,
-        digest_max_abs_diff: c.digest_max_abs_diff,
-        digest_cosine: c.digest_cosine,
-        same_run: c.same_run,
-        mismatch: c.mismatch,
-    }))
+    Ok(Reply::BenchReport {
+        json: report.to_json_pretty(),
+    })
 }

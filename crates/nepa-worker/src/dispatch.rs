@@ -88,8 +88,6 @@ fn handle_quick(engine: &Rc<Engine>, r: Responder, request: Request, payload: Js
                 r.fail(error);
             }
         }
-        Request::ReadReport { name, text } => r.finish(compare::read_report(&name, text)),
-        Request::Compare { first, second } => r.finish(compare::compare_reports(&first, &second)),
         Request::ListCache => spawn(r, cache::list()),
         Request::DeleteCached { url } => spawn(r, async move { cache::delete(&url).await }),
         Request::LoseDevice => r.finish(device::lose(engine)),

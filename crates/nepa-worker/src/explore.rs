@@ -98,7 +98,7 @@ async fn render_one(
         &selection(&key, &analysis),
         display_scale(&model.config),
     )
-    .map_err(|e| WebError::bad_input(e.to_string()))?;
+    .map_err(WebError::from)?;
     let mut buffer = PixelBuffer::default();
     let views = panels
         .panels

@@ -55,20 +55,11 @@ fn image_set(engine: &Engine, request: &FinetuneRequest) -> Result<ImageSet, Web
         }
     }
     let names = request.classes.iter().map(|c| c.name.clone()).collect();
-    ImageSet::labelled(pairs, names, "your images").map_err(|e| WebError::bad_input(e.to_string()))
+    ImageSet::labelled(pairs, names, "your images").map_err(WebError::from)
 }
 
 fn settings(request: &FinetuneRequest) -> Result<FinetuneSettings, WebError> {
-    let mode = match request.mode.as_str() {
-        "lora" => FinetuneMode::Lora,
-        "full" => FinetuneMode::Full,
-        "head" => FinetuneMode::HeadOnly,
-        other => {
-            return Err(WebError::bad_input(format!(
-                "unknown fine-tuning mode \"{other}\""
-            )));
-        }
-    };
+    let mode = request.mode;
     let lr = request
         .lr
         .filter(|lr| lr.is_finite() && *lr > 0.0)
@@ -162,7 +153,7 @@ pub async fn finetune(
     };
     let (train_set, held_out) = all
         .split_validation(fraction, settings.seed)
-        .map_err(|e| WebError::bad_input(e.to_string()))?;
+        .map_err(WebError::from)?;
     let batch = settings.batch_size.min(train_set.len());
     let mode = settings.mode;
     let autodiff = device.device.clone().autodiff();

@@ -19,13 +19,13 @@ use crate::{cache, fetch, files, platform};
 pub const DEMO_CHECKPOINT: &str = "nepa-demo.safetensors";
 
 /// The random-init model: small, so the first forward pass is quick.
-pub fn untrained_model(device: &Device) -> Result<LoadedModel, String> {
+pub fn untrained_model(device: &Device) -> Result<LoadedModel, WebError> {
     let config = NepaConfig::new(96, 4, 4)
         .with_image_size(64, 64)
         .with_patch_size(8)
         .with_layerscale(0.1);
     device.seed(0);
-    let model = NepaModel::new(&config, device).map_err(|e| e.to_string())?;
+    let model = NepaModel::new(&config, device)?;
     Ok(LoadedModel {
         model,
         label: "untrained: random init, D 96, 4 layers, 64 px / patch 8".into(),
@@ -42,9 +42,9 @@ fn build(
     name: &str,
     config: NepaConfig,
     device: &Device,
-) -> Result<LoadedModel, String> {
+) -> Result<LoadedModel, WebError> {
     let (model, report) = load_backbone(bytes, &config, device, LoadOptions::default())
-        .map_err(|e| format!("{name}: {e}"))?;
+        .map_err(|e| WebError::from(e).context(name))?;
     let mut label = format!(
         "{name}: D {}, {} layers, {} heads, {}×{} px / patch {}",
         config.hidden_size,
@@ -68,8 +68,8 @@ fn build(
 }
 
 /// Loads a NEPA safetensors checkpoint (architecture from its metadata or shapes).
-pub fn load_checkpoint(bytes: &[u8], name: &str, device: &Device) -> Result<LoadedModel, String> {
-    let config = infer_config(bytes).map_err(|e| format!("{name}: {e}"))?;
+pub fn load_checkpoint(bytes: &[u8], name: &str, device: &Device) -> Result<LoadedModel, WebError> {
+    let config = infer_config(bytes).map_err(|e| WebError::from(e).context(name))?;
     build(bytes, name, config, device)
 }
 
@@ -139,8 +139,9 @@ async fn parse_and_build(
     device: &Device,
 ) -> Result<LoadedModel, WebError> {
     let bytes = fetch::into_wasm_memory(name, chunks, files::MAX_FILE_BYTES)?;
-    let bad = |e: String| WebError::bad_input(format!("checkpoint does not fit: {e}"));
-    let config = infer_config(&bytes).map_err(|e| bad(format!("{name}: {e}")))?;
+    // The model crate's error keeps its kind (a model over the memory budget is TooLarge).
+    let bad = |e: WebError| e.context("checkpoint does not fit");
+    let config = infer_config(&bytes).map_err(|e| bad(WebError::from(e).context(name)))?;
     r.stage("uploading to the device");
     platform::sleep(0).await;
     build(&bytes, name, config, device).map_err(bad)
@@ -209,7 +210,7 @@ pub async fn load_demo(engine: Rc<Engine>, r: Responder, control: Rc<Control>) {
             let fallback = engine
                 .ready_device()
                 .await
-                .and_then(|d| untrained_model(&d.device).map_err(WebError::model));
+                .and_then(|d| untrained_model(&d.device));
             match fallback {
                 Ok(model) => announce(&engine, &r, model),
                 Err(e) => bridge::event(Reply::Failed(e)),
@@ -317,7 +318,7 @@ pub fn reload_on_device(engine: &Engine, r: &Responder, device: &ComputeDevice) 
     };
     match reloaded {
         Ok(model) => announce(engine, r, model),
-        Err(e) => bridge::event(Reply::Failed(WebError::device(e))),
+        Err(e) => bridge::event(Reply::Failed(WebError::device(e.message))),
     }
     crate::trained::reload_on_device(engine, device);
 }

@@ -7,6 +7,7 @@
 use std::sync::Once;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use nepa::bench::max_abs_diff_f32;
 use nepa::checkpoint::{backbone_tensors, config_from_metadata, to_safetensors_async};
 use nepa::{ForwardOptions, LoadOptions, NepaConfig, load_backbone};
 use safetensors::SafeTensors;
@@ -68,6 +69,8 @@ async fn forward_matches_reference(device: &Device) {
     let z_hat = model
         .forward(pixels, &ForwardOptions::eval())
         .last_hidden_state;
+    let (expected_shape, expected) = io_tensor("expected.z_hat");
+    assert_eq!(z_hat.dims().to_vec(), expected_shape);
     let got = z_hat
         .into_data_async()
         .await
@@ -75,12 +78,8 @@ async fn forward_matches_reference(device: &Device) {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .unwrap();
-    let (_, expected) = io_tensor("expected.z_hat");
-    let diff = got
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    // NaN or a length mismatch counts as infinitely far.
+    let diff = max_abs_diff_f32(&got, &expected);
     assert!(
         diff < 1e-3,
         "browser ẑ differs from the reference by {diff}"

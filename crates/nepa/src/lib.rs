@@ -10,14 +10,15 @@
 //! The crate is backend-agnostic (Burn 0.22 picks the backend from the `Device`) and does
 //! no I/O except on byte slices, so the native trainer and the browser app use it unchanged.
 
+// The plain data lives in `nepa-types` (no Burn), so the page and the protocol share it; the
+// modules are re-exported under their old paths.
+pub use nepa_types::{config, error, flops};
+
 pub mod bench;
 pub mod checkpoint;
 pub mod classifier;
-pub mod config;
 pub mod data;
-pub mod error;
 pub mod finetune;
-pub mod flops;
 pub mod forward_tables;
 pub mod guard;
 pub mod idx;
@@ -27,6 +28,7 @@ pub mod loss;
 pub mod model;
 pub mod precision;
 pub mod pretrain;
+pub mod probe;
 pub mod recipe;
 pub mod rng;
 pub mod rope;
