@@ -16,13 +16,13 @@ rm -f "$OUT"/*.json "$OUT"/*.log
 THREADS=${THREADS:-$(nproc)}
 export RAYON_NUM_THREADS=$THREADS
 # RUNS=N repeats the pair N times, taking turns, and summarises them: a single process of either
-# program can land in a slow or fast state for its whole run, so one pair is one sample (README,
-# "Speed against PyTorch").
+# program can land in a slow or fast state for its whole run, so one pair is one sample
+# (docs/results/cpu-vs-pytorch.md).
 RUNS=${RUNS:-1}
 # PyTorch's matrix products are MKL's, and MKL runs its AVX-512 kernels only on CPUs it
-# identifies as Intel's; on an AMD EPYC with AVX-512 it fell back to kernels at 236 GFLOP/s
-# where its own AVX-512 ones (and gemm's, nepa's) reach 500–530 (a 1040×192×576 product, 2
-# threads; docs/performance.md §9). The peer is PyTorch at its best, so on an AMD CPU MKL is told
+# identifies as Intel's; on an AMD EPYC with AVX-512 it falls back to far slower kernels
+# (measured in docs/results/cpu-vs-pytorch.md; docs/performance.md §9). The peer is PyTorch at
+# its best, so on an AMD CPU MKL is told
 # the CPU is Intel's by preloading a one-line `mkl_serv_intel_cpu_true` (the usual workaround);
 # TORCH_AS_INSTALLED=1 skips it.
 TORCH_ENV=()

@@ -2,8 +2,8 @@
 # NEPA-B (D 768, 12 layers, 12 heads, 224 px, patch 14, batch 64) on one GPU, nepa against
 # PyTorch: one run report per row in $OUT_DIR and a markdown table of them
 # (scripts/bench-table.py) in $OUT_DIR/table.md and on stdout. A nepa row's first training step
-# compiles and autotunes every kernel (126-156 s on an H200 with Vulkan), so each nepa row takes
-# about 3-4 minutes; the PyTorch rows about 20 s each.
+# compiles and autotunes every kernel (minutes on an H200 with Vulkan: docs/results/gpu.md), so
+# each nepa row takes minutes; the PyTorch rows seconds.
 #
 #   scripts/bench-gpu.sh           the GPU rows: nepa on Vulkan f32 / f16, Vulkan f32 with
 #                                  gradient checkpointing at batch 256, PyTorch cuda bf16 autocast
@@ -48,8 +48,8 @@ if [ "$MODE" = smoke ]; then
   ROW_TIMEOUT=${ROW_TIMEOUT:-600}
 else
   OUT_DIR=${OUT_DIR:-runs/bench-gpu}
-  # Long enough for a nepa row's first step (kernel compilation and autotune: 126-156 s on an
-  # H200), short enough that one that hangs (a driver, an autotune loop) does not eat the rest.
+  # Long enough for a nepa row's first step (kernel compilation and autotune, docs/results/gpu.md),
+  # short enough that one that hangs (a driver, an autotune loop) does not eat the rest.
   ROW_TIMEOUT=${ROW_TIMEOUT:-300}
 fi
 mkdir -p "$OUT_DIR"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's Fashion-MNIST figures: NEPA pretraining, then fine-tuning on 1,000
+# Reproduces docs/results/fashion-mnist.md: NEPA pretraining, then fine-tuning on 1,000
 # labels (100 a class, chosen by the seed) from the pretrained model and from random init, three
 # seeds each, with the shared fine-tuning driver (`--recipe small-data`, docs/finetune-recipe.md),
 # top-1 of the final EMA weights on the 10k test set; the raw-pixel baselines on the same labels

@@ -26,7 +26,7 @@ cargo test --workspace
 step "fuzz targets (counts)"
 # Already passed above; run again uncaptured so the log shows how many inputs each target took.
 # `--workspace`, not `-p nepa`: the package alone resolves Burn's features differently and
-# rebuilt Burn (7:41 of a cold run).
+# rebuilt Burn (minutes of a cold run).
 cargo test -q --workspace --test fuzz -- --nocapture --test-threads=1 2>&1 \
   | grep -oE "fuzz [a-z_]+: [0-9]+ inputs.*|test result.*"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the size of the built web app's wasm bundles (dist/, after `trunk build`): raw and
-# gzip, the page and the engine worker. The figures in the README come from here.
+# gzip, the page and the engine worker. The figures in docs/results/browser.md come from here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for wasm in dist/*.wasm; do

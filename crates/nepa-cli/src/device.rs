@@ -79,8 +79,8 @@ fn flex() -> Selected {
 }
 
 /// What `--device auto` takes, given what wgpu offered: a real GPU, else Flex. A software
-/// adapter renders on the CPU far slower than Flex computes there (9 against 61 img/s
-/// pretraining on a 2-core machine), so it is used only when named.
+/// adapter renders on the CPU far slower than Flex computes there (measured in
+/// docs/results/compare.md), so it is used only when named.
 fn auto_choice(wgpu: Result<(Selected, bool)>) -> (Selected, String) {
     match wgpu {
         Ok((selected, false)) => (selected, "a GPU through wgpu".into()),

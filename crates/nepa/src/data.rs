@@ -52,7 +52,7 @@ impl ImageSet {
     }
 
     /// Keeps a balanced subset: the first `per_class` images of every class after a seeded
-    /// shuffle (the labelled-subset fine-tuning of the README).
+    /// shuffle (the labelled-subset fine-tuning of docs/results/fashion-mnist.md).
     pub fn take_per_class(&mut self, per_class: usize, seed: u64) -> Result<(), NepaError> {
         let Some(labels) = &self.labels else {
             return Err(NepaError::Input(

@@ -234,7 +234,8 @@ impl NepaAttention {
     ///
     /// The split is views only: `[B, T, 3·H, head_dim]` with heads before tokens, narrowed per
     /// projection. Narrowing the last dimension first and then splitting it into heads made
-    /// Flex copy each projection (a reshape of a strided tensor), 3.5 % of an inference run.
+    /// Flex copy each projection (a reshape of a strided tensor; its cost is measured in
+    /// docs/results/cpu-vs-pytorch.md).
     fn project_qkv(&self, x: Tensor<3>, precision: Precision) -> [Tensor<4>; 3] {
         let dense = [&self.query, &self.key, &self.value];
         let biases: Option<Vec<Tensor<1>>> = dense
@@ -285,8 +286,9 @@ impl NepaAttention {
         }
         let q = rotate_patches(q, rope);
         let k = rotate_patches(k, rope);
-        // Inference in f32: one attention call, flash attention on CUDA (autotuned), nepa's
-        // softmax between two products on Flex. When it applies: `takes_fused_attention`.
+        // Inference in f32: one attention call. On Flex nepa's softmax between two products;
+        // elsewhere Burn's `attention` op, which with nepa's explicit scale takes Burn's
+        // decomposed path (docs/performance.md §8). When it applies: `takes_fused_attention`.
         let causal_mask = causal.then_some(&tables.causal_mask);
         if takes_fused_attention(precision, q.is_autodiff(), keep_probs) {
             let context = attention_inference(q, k, v, causal_mask)

@@ -1,8 +1,9 @@
 //! Attention for inference: softmax(q·kᵀ)·v with the scale already folded into q
 //! (docs/performance.md §7–8). On Flex, nepa's softmax kernel between two matrix products:
-//! Flex's fused attention op evaluates its exponential with libm one element at a time, and the
-//! products with nepa's softmax ran 7–18 % faster over a whole inference pass. Every other
-//! backend gets Burn's fused op (flash attention where the backend autotunes one).
+//! Flex's fused attention op evaluates its exponential with libm one element at a time (the
+//! gain is measured in docs/results/cpu-vs-pytorch.md). Every other backend gets Burn's
+//! `attention` op; with `scale: Some(1.0)` Burn 0.22.1's cubecl backends skip their flash
+//! kernels and take the decomposed path (docs/performance.md §8).
 
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;

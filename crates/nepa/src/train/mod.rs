@@ -113,8 +113,8 @@ pub fn pretrain_step(
 /// Hands the operations queued so far to the device, without waiting for them
 /// (docs/performance.md §2). Burn's fusion backend otherwise queues a whole training step
 /// (forward, backward, optimizer) before it plans fused kernels, and that planning grows
-/// faster than the queue: on Mesa's lavapipe a small model's step took 1.4 s unflushed and
-/// 0.17 s flushed at these three points. Eager backends (Flex) have no queue: a no-op. An
+/// faster than the queue (measured on Mesa's lavapipe in docs/results/gpu.md). Eager
+/// backends (Flex) have no queue: a no-op. An
 /// error here means the device failed; the step's read-back reports it.
 pub(crate) fn flush(device: &Device) {
     let _ = device.flush();
