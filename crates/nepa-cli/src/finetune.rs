@@ -64,6 +64,8 @@ pub struct FinetuneArgs {
 /// replace the preset's values.
 #[derive(Args, Clone, Debug)]
 pub struct RecipeArgs {
+    /// The preset: every settings flag below that is not given takes its value (the defaults
+    /// shown are small-data's).
     #[arg(long, value_enum, default_value_t = Recipe::SmallData)]
     pub recipe: Recipe,
     #[command(flatten)]
