@@ -23,12 +23,22 @@ cargo clippy --target wasm32-unknown-unknown -p nepa -p nepa-web -p nepa-worker 
 step "native tests"
 cargo test --workspace
 
-step "fuzz targets (counts)"
-# Already passed above; run again uncaptured so the log shows how many inputs each target took.
+step "fuzz targets (a new seed each run; counts)"
+# The native tests above ran the fuzz targets with the fixed default seed (and replayed
+# crates/nepa/tests/fuzz-regressions); this run mutates from a seed that changes each time,
+# printed first so that a failure reproduces with NEPA_FUZZ_SEED=<seed>. Uncaptured, so the
+# log shows how many inputs each target took and accepted; the whole output on a failure.
 # `--workspace`, not `-p nepa`: the package alone resolves Burn's features differently and
 # rebuilt Burn (minutes of a cold run).
-cargo test -q --workspace --test fuzz -- --nocapture --test-threads=1 2>&1 \
-  | grep -oE "fuzz [a-z_]+: [0-9]+ inputs.*|test result.*"
+export NEPA_FUZZ_SEED="${NEPA_FUZZ_SEED:-$(date +%s)}"
+echo "NEPA_FUZZ_SEED=$NEPA_FUZZ_SEED"
+fuzz_log="$(mktemp)"
+if ! cargo test -q --workspace --test fuzz -- --nocapture --test-threads=1 >"$fuzz_log" 2>&1; then
+  cat "$fuzz_log"
+  echo "fuzz targets failed; reproduce with NEPA_FUZZ_SEED=$NEPA_FUZZ_SEED cargo test --workspace --test fuzz"
+  exit 1
+fi
+grep -oE "fuzz [a-z_]+: [0-9]+ inputs.*|test result.*" "$fuzz_log"
 
 step "web app build (trunk, wasm32)"
 trunk build --release

@@ -28,10 +28,9 @@ pub struct Selected {
     pub adapter: String,
 }
 
-/// A wgpu device and whether its adapter is a software rasteriser (llvmpipe/lavapipe,
-/// SwiftShader, WARP: wgpu reports device type `Cpu`).
+/// A wgpu device and whether its adapter is a software rasteriser ([`is_software_adapter`]).
 fn wgpu_device(vulkan_only: bool) -> Result<(Selected, bool)> {
-    use burn::tensor::wgpu::{WgpuBackend, wgpu::DeviceType};
+    use burn::tensor::wgpu::WgpuBackend;
     quiet_mesa();
     let mut options = Device::wgpu_options();
     if vulkan_only {
@@ -42,12 +41,54 @@ fn wgpu_device(vulkan_only: bool) -> Result<(Selected, bool)> {
         .map_err(|e| anyhow::anyhow!("wgpu could not start: {e:?}"))?;
     let info = setup.adapter.get_info();
     let adapter = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
+    let software = is_software_adapter(&info.name, &info.driver, info.device_type);
     let selected = Selected {
         device,
         backend: if vulkan_only { "vulkan" } else { "wgpu" }.into(),
         adapter,
     };
-    Ok((selected, info.device_type == DeviceType::Cpu))
+    Ok((selected, software))
+}
+
+/// Names (lower case) of the software rasterisers a machine without a GPU offers: Mesa's
+/// llvmpipe (its Vulkan driver, lavapipe, names its adapter "llvmpipe" too), Google's
+/// SwiftShader and Microsoft's WARP ("Microsoft Basic Render Driver").
+const SOFTWARE_ADAPTERS: [&str; 5] = [
+    "llvmpipe",
+    "lavapipe",
+    "swiftshader",
+    "microsoft basic render driver",
+    "warp",
+];
+
+/// Whether an adapter renders on the CPU: wgpu says so (device type `Cpu`), or its name or
+/// driver is one of [`SOFTWARE_ADAPTERS`] (a driver may report a software rasteriser with
+/// another type, e.g. `Other`). `warp` counts only as a whole word, so that no GPU name
+/// containing those letters is taken for it.
+pub fn is_software_adapter(
+    name: &str,
+    driver: &str,
+    device_type: burn::tensor::wgpu::wgpu::DeviceType,
+) -> bool {
+    if device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu {
+        return true;
+    }
+    [name, driver].iter().any(|text| {
+        let text = text.to_lowercase();
+        let words: Vec<&str> = text
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        SOFTWARE_ADAPTERS.iter().any(|soft| {
+            if soft.contains(' ') {
+                text.contains(soft)
+            } else if *soft == "warp" {
+                words.contains(soft)
+            } else {
+                words.iter().any(|w| w.starts_with(soft))
+            }
+        })
+    })
 }
 
 /// Mesa prints "XDG_RUNTIME_DIR is invalid or not set" on every step without a runtime
@@ -157,5 +198,47 @@ mod tests {
         let (chosen, why) = auto_choice(Err(anyhow::anyhow!("no adapter")));
         assert_eq!(chosen.backend, "flex");
         assert!(why.contains("no GPU"), "{why}");
+    }
+
+    #[test]
+    fn software_adapters_are_known_by_type_and_by_name() {
+        use burn::tensor::wgpu::wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu, Other};
+        // (name, driver, type): adapter names as wgpu reports them.
+        let software = [
+            ("llvmpipe (LLVM 15.0.6, 256 bits)", "llvmpipe", Cpu),
+            ("llvmpipe (LLVM 15.0.6, 256 bits)", "llvmpipe", Other),
+            ("llvmpipe (LLVM 17.0.6, 256 bits)", "", IntegratedGpu),
+            ("lavapipe", "", Other),
+            ("Vulkan device", "lavapipe", Other),
+            ("SwiftShader Device (Subzero)", "SwiftShader driver", Other),
+            ("Google SwiftShader", "", DiscreteGpu),
+            ("Microsoft Basic Render Driver", "", Other),
+            ("WARP", "", IntegratedGpu),
+            ("Some GPU", "", Cpu),
+        ];
+        for (name, driver, kind) in software {
+            assert!(
+                is_software_adapter(name, driver, kind),
+                "{name} / {driver} / {kind:?} is a software adapter"
+            );
+        }
+        let hardware = [
+            ("NVIDIA H100 80GB HBM3", "NVIDIA", DiscreteGpu),
+            ("AMD Radeon RX 7900 XTX (RADV NAVI31)", "radv", DiscreteGpu),
+            (
+                "Intel(R) UHD Graphics 620 (KBL GT2)",
+                "Intel open-source Mesa driver",
+                IntegratedGpu,
+            ),
+            ("Apple M2", "", IntegratedGpu),
+            ("Warpath 9000", "", DiscreteGpu),
+            ("NVIDIA GeForce RTX 4090", "NVIDIA", Other),
+        ];
+        for (name, driver, kind) in hardware {
+            assert!(
+                !is_software_adapter(name, driver, kind),
+                "{name} / {driver} / {kind:?} is a GPU"
+            );
+        }
     }
 }

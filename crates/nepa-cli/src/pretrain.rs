@@ -46,7 +46,13 @@ pub struct PretrainArgs {
     pub device: DeviceChoice,
     #[command(flatten)]
     pub compute: ComputeArgs,
-    /// Continue from a checkpoint (its .safetensors, .json, or the run folder).
+    /// Continue from a checkpoint (its .safetensors, .json, or the run folder), with the
+    /// settings stored there. `--steps` or `--epochs` with it set a new length for the run
+    /// (the total, counted from its start): the warmup and cosine schedule are recomputed over
+    /// the new total, as for a fresh run of that length, so the learning rate continues
+    /// from that schedule's value at the resumed step (higher than where a finished run's
+    /// cosine ended). A run that has reached its length is refused with a message, not
+    /// resumed to train nothing.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Start afresh in an --out that already holds a run, removing that run's files.
@@ -68,8 +74,10 @@ pub struct PretrainSettings {
     /// Number of optimizer steps (overrides --epochs).
     #[arg(long)]
     pub steps: Option<usize>,
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
+    /// Number of passes over the data [default: 1]. (An option, so that `--resume` can tell
+    /// a new length from the default.)
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Peak learning rate; default: --blr × batch / 256 (docs/nepa.md §4).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -101,6 +109,28 @@ pub struct PretrainSettings {
 }
 
 impl PretrainSettings {
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(1)
+    }
+
+    /// The run's length in optimizer steps: `--steps`, else `--epochs` passes.
+    pub fn total_steps(&self, steps_per_epoch: usize) -> usize {
+        self.steps
+            .unwrap_or(self.epochs().saturating_mul(steps_per_epoch))
+    }
+
+    /// The stored settings with the length the command line gives, if it gives one
+    /// (`--steps` wins over `--epochs`, as for a fresh run).
+    fn with_length_of(mut self, args: &PretrainSettings) -> Self {
+        if let Some(steps) = args.steps {
+            self.steps = Some(steps);
+        } else if let Some(epochs) = args.epochs {
+            self.steps = None;
+            self.epochs = Some(epochs);
+        }
+        self
+    }
+
     pub fn peak_lr(&self) -> f64 {
         self.lr.unwrap_or(self.blr * self.batch_size as f64 / 256.0)
     }
@@ -117,7 +147,7 @@ impl PretrainSettings {
         if self.batch_size == 0 {
             bail!("the batch size must be at least 1");
         }
-        if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
+        if self.steps == Some(0) || (self.steps.is_none() && self.epochs() == 0) {
             bail!("the run needs at least one step (--steps or --epochs)");
         }
         let lr = self.peak_lr();
@@ -163,10 +193,13 @@ struct Start {
     model: NepaModel,
     optim: AdamW,
     step: usize,
+    /// A resumed run's length as its checkpoint recorded it.
+    stored_total: Option<usize>,
 }
 
-/// A resumed run continues with the checkpoint's config and settings.
-fn resume(path: &Path, device: &Device) -> Result<Start> {
+/// A resumed run continues with the checkpoint's config and settings; `length` (the command
+/// line's settings) may give it a new length.
+fn resume(path: &Path, length: &PretrainSettings, device: &Device) -> Result<Start> {
     let loaded = ckpt::open(path)?;
     let sidecar = loaded
         .sidecar
@@ -179,11 +212,13 @@ fn resume(path: &Path, device: &Device) -> Result<Start> {
             sidecar.kind
         );
     }
-    let settings: PretrainSettings = serde_json::from_value(sidecar.settings.clone())
+    let stored: PretrainSettings = serde_json::from_value(sidecar.settings.clone())
         .context("reading the run settings from the sidecar")?;
-    settings
+    stored
         .validate()
         .with_context(|| format!("the run settings stored in {}", path.display()))?;
+    let settings = stored.with_length_of(length);
+    settings.validate()?;
     let (model, _) = load_backbone(
         &loaded.model,
         &sidecar.config,
@@ -214,6 +249,7 @@ fn resume(path: &Path, device: &Device) -> Result<Start> {
         model,
         optim,
         step: sidecar.step,
+        stored_total: Some(sidecar.total_steps),
     })
 }
 
@@ -229,6 +265,7 @@ fn fresh(args: &PretrainArgs, device: &Device) -> Result<Start> {
         model,
         optim: AdamW::new(args.train.adamw()),
         step: 0,
+        stored_total: None,
     })
 }
 
@@ -266,7 +303,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let selected = device::select(args.device)?;
     let device = args.compute.training_device(&selected.device)?;
     let start = match &args.resume {
-        Some(path) => resume(path, &device)?,
+        Some(path) => resume(path, &args.train, &device)?,
         None => fresh(&args, &device)?,
     };
     let Start {
@@ -275,13 +312,30 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         model,
         optim,
         step,
+        stored_total,
     } = start;
 
     let data = Dataset::load(&args.data, args.split, stored_side(&config))?;
     let sampler = Sampler::new(data.len(), settings.batch_size, settings.seed)?;
-    let total = settings
-        .steps
-        .unwrap_or(settings.epochs * sampler.steps_per_epoch());
+    let total = settings.total_steps(sampler.steps_per_epoch());
+    if let Some(path) = &args.resume
+        && step >= total
+    {
+        bail!(
+            "the run of {} is at step {step} and its length is {total} steps: nothing left to \
+             train. Give a longer length with --steps or --epochs (the total from the run's \
+             start; the learning-rate schedule is recomputed over it)",
+            path.display()
+        );
+    }
+    if let Some(stored) = stored_total
+        && stored != total
+    {
+        println!(
+            "the run's length is now {total} steps (was {stored}): warmup and cosine schedule \
+             recomputed over {total} steps"
+        );
+    }
     let schedule = PretrainSchedule {
         total_steps: total,
         warmup_steps: ((total as f64) * settings.warmup_ratio).round() as usize,

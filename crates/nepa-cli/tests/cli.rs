@@ -86,6 +86,86 @@ fn resuming_continues_the_same_curve() {
     assert!(report.prefixed && report.unused_keys.is_empty());
 }
 
+/// `--resume` with `--steps` or `--epochs` gives the run a new length (its total from the
+/// start): it trains on to that total, with the warmup and cosine schedule recomputed over it.
+/// A run already at its length is refused with a message, not resumed to train nothing.
+#[test]
+fn resume_with_a_new_length_extends_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 24 images in batches of 8: 3 steps an epoch.
+    let data = image_folder(tmp.path(), 24, &[]);
+    let run = tmp.path().join("run");
+    run_ok(&mut pretrain(&data, &run, 4, &["--warmup-ratio", "0"]));
+    let resume = |extra: &[&str]| {
+        let mut cmd = nepa();
+        cmd.args(["pretrain", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&run)
+            .arg("--resume")
+            .arg(&run)
+            .args(["--device", "flex"])
+            .args(extra);
+        cmd
+    };
+    let refused = |extra: &[&str]| {
+        let out = resume(extra).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "expected a clean error:\n{stderr}"
+        );
+        stderr
+    };
+
+    // At its length, and asked for less than it has done: refused, nothing written.
+    let stderr = refused(&[]);
+    assert!(
+        stderr.contains("is at step 4 and its length is 4 steps: nothing left to train")
+            && stderr.contains("--steps or --epochs"),
+        "{stderr}"
+    );
+    let stderr = refused(&["--steps", "3"]);
+    assert!(
+        stderr.contains("is at step 4 and its length is 3 steps"),
+        "{stderr}"
+    );
+    assert_eq!(metrics_steps(&run), 4);
+
+    // Extended to 8 steps: steps 5 to 8 on the cosine over 8 steps (peak 3e-3, no warmup),
+    // where the 4-step plan had already decayed to 0.
+    let out = run_ok(&mut resume(&["--steps", "8"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("length is now 8 steps (was 4)"), "{stdout}");
+    let lrs = metrics(&run, "lr");
+    assert_eq!(
+        lrs.iter().map(|l| l.0).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    for &(step, lr) in &lrs[4..] {
+        let progress = (step - 1) as f64 / 8.0;
+        let expected = 3e-3 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        assert!(
+            (lr - expected).abs() <= 1e-9,
+            "step {step}: lr {lr:e}, the schedule over 8 steps gives {expected:e}"
+        );
+    }
+    assert_eq!(latest(&run)["step"], 8);
+    assert_eq!(latest(&run)["total_steps"], 8);
+    assert_finite_checkpoint(&run.join("step-0000008.safetensors"));
+
+    // --epochs: 4 passes of 3 steps, 12 in all; the new length is kept for the next resume.
+    run_ok(&mut resume(&["--epochs", "4"]));
+    assert_eq!(metrics_steps(&run), 12);
+    assert_eq!(latest(&run)["total_steps"], 12);
+    let stderr = refused(&[]);
+    assert!(
+        stderr.contains("is at step 12 and its length is 12 steps"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn corrupt_images_are_skipped_and_counted() {
     let tmp = tempfile::tempdir().unwrap();

@@ -262,9 +262,42 @@ fn auto_device_uses_flex_without_a_real_gpu_and_mesa_stays_quiet() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let first = stderr.lines().next().unwrap_or_default();
-    let has_gpu = first.contains("a GPU through wgpu");
-    if !has_gpu {
+    if first.contains("a GPU through wgpu") {
+        // "device: wgpu — NAME (BACKEND, DEVICE_TYPE) — a GPU through wgpu": a real GPU only.
+        let adapter = first.split(" — ").nth(1).unwrap_or_default();
+        assert!(
+            !is_software(adapter),
+            "`auto` took a software adapter for a GPU: {first}"
+        );
+    } else {
         assert!(first.starts_with("device: flex"), "{stderr}");
     }
     assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+}
+
+/// Whether the adapter a first line names renders on the CPU: wgpu's `Cpu` device type, or
+/// the name of Mesa's llvmpipe/lavapipe, SwiftShader or WARP. Written out here rather than
+/// taken from the binary, so that the binary's own rule is what this test checks.
+fn is_software(adapter: &str) -> bool {
+    let lower = adapter.to_lowercase();
+    adapter.ends_with(", Cpu)")
+        || ["llvmpipe", "lavapipe", "swiftshader", "basic render driver"]
+            .iter()
+            .any(|name| lower.contains(name))
+        || lower
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| word == "warp")
+}
+
+#[test]
+fn the_software_adapter_rule_of_this_file_knows_the_names() {
+    assert!(is_software(
+        "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)"
+    ));
+    assert!(is_software(
+        "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Other)"
+    ));
+    assert!(is_software("SwiftShader Device (Subzero) (Vulkan, Other)"));
+    assert!(is_software("Microsoft Basic Render Driver (Dx12, Other)"));
+    assert!(!is_software("NVIDIA H100 80GB HBM3 (Vulkan, DiscreteGpu)"));
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use burn::tensor::{Device, Distribution, Tensor};
 use common::values;
 use nepa::checkpoint::{backbone_tensors, to_safetensors};
@@ -80,6 +82,49 @@ fn adamw_matches_a_host_computation_over_two_steps() {
     assert_eq!(conv_before, param_values(&model, conv));
 }
 
+/// The first moments after one AdamW step from zero, by parameter key: `m = (1 − β1)·g` with
+/// `g` the gradient the update used (after clipping), so `m / (1 − β1)` is that gradient.
+fn first_step_gradients(
+    model: &NepaModel,
+    grads: &burn::tensor::Gradients,
+    max_grad_norm: Option<f64>,
+) -> (BTreeMap<String, Vec<f64>>, Option<f32>) {
+    let cfg = AdamWConfig {
+        max_grad_norm,
+        ..AdamWConfig::default()
+    };
+    let mut optim = AdamW::new(cfg);
+    let all = |_: &str| {
+        Some(ParamGroup {
+            lr: 1e-3,
+            weight_decay: 0.0,
+        })
+    };
+    let (_, norm) = optim.step(model.clone(), grads, all);
+    let moments = optim
+        .state_tensors()
+        .into_iter()
+        .filter_map(|t| {
+            let key = t.key.strip_prefix("exp_avg.")?.to_string();
+            let g = values(t.values)
+                .1
+                .iter()
+                .map(|&m| f64::from(m) / (1.0 - cfg.beta1))
+                .collect();
+            Some((key, g))
+        })
+        .collect();
+    (moments, norm.map(|n| values(n).1[0]))
+}
+
+fn global_norm(grads: &BTreeMap<String, Vec<f64>>) -> f64 {
+    grads.values().flatten().map(|g| g * g).sum::<f64>().sqrt()
+}
+
+/// Global-norm clipping: with `max_grad_norm` c below the gradient norm ‖g‖, the update uses
+/// g·c/‖g‖, one factor for every parameter (not each tensor clipped on its own), so the
+/// clipped gradient's global norm is c; above ‖g‖ the gradient is left as it is. Read from
+/// the first moments, which after one step are (1 − β1) times the gradient used.
 #[test]
 fn gradient_clipping_bounds_the_update_norm() {
     let device = Device::flex().autodiff();
@@ -92,22 +137,68 @@ fn gradient_clipping_bounds_the_update_norm() {
         LossOptions::default(),
     );
     let grads = loss.backward();
-    let mut optim = AdamW::new(AdamWConfig {
-        max_grad_norm: Some(1e-3),
-        ..AdamWConfig::default()
-    });
-    let all = |_: &str| {
-        Some(ParamGroup {
-            lr: 1e-3,
-            weight_decay: 0.0,
-        })
-    };
-    let (_, norm) = optim.step(model, &grads, all);
-    let norm = values(norm.unwrap()).1[0];
+
+    let (raw, none_norm) = first_step_gradients(&model, &grads, None);
+    let norm = global_norm(&raw);
+    // The returned norm is the pre-clipping one, with or without clipping.
+    let none_norm = f64::from(none_norm.unwrap());
     assert!(
-        norm > 1e-3,
-        "the raw gradient norm ({norm}) exceeds the clip threshold"
+        (none_norm - norm).abs() <= 1e-4 * norm,
+        "{none_norm} vs {norm}"
     );
+    let max = 1e-3;
+    assert!(
+        norm > 10.0 * max,
+        "the gradient norm ({norm}) is not above the threshold"
+    );
+    // Parameters with a zero gradient would not show a factor.
+    assert!(raw.values().all(|g| g.iter().any(|v| *v != 0.0)));
+
+    let (clipped, clipped_norm) = first_step_gradients(&model, &grads, Some(max));
+    let reported = f64::from(clipped_norm.unwrap());
+    assert!(
+        (reported - norm).abs() <= 1e-4 * norm,
+        "{reported} vs {norm}"
+    );
+    let clipped_total = global_norm(&clipped);
+    assert!(
+        (clipped_total - max).abs() <= 1e-4 * max,
+        "clipped gradient norm {clipped_total:e}, threshold {max:e} (raw {norm:e})"
+    );
+    assert_eq!(
+        clipped.keys().collect::<Vec<_>>(),
+        raw.keys().collect::<Vec<_>>()
+    );
+    // One factor, c/‖g‖, for every parameter.
+    let factor = max / norm;
+    for (key, g) in &raw {
+        let c = &clipped[key];
+        let ratio =
+            c.iter().zip(g).map(|(c, g)| c * g).sum::<f64>() / g.iter().map(|g| g * g).sum::<f64>();
+        assert!(
+            (ratio - factor).abs() <= 1e-4 * factor,
+            "{key}: scaled by {ratio:e}, the global factor is {factor:e}"
+        );
+        let scale = g.iter().fold(0.0f64, |m, v| m.max(v.abs())) * factor;
+        for (a, b) in c.iter().zip(g) {
+            assert!(
+                (a - b * factor).abs() <= 1e-4 * scale,
+                "{key}: {a:e} vs {:e}",
+                b * factor
+            );
+        }
+    }
+
+    // A threshold above the norm leaves the gradient as it is.
+    let (loose, _) = first_step_gradients(&model, &grads, Some(2.0 * norm));
+    for (key, g) in &raw {
+        for (a, b) in loose[key].iter().zip(g) {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1e-12),
+                "{key}: {a:e} vs {b:e}"
+            );
+        }
+    }
 }
 
 /// The losses of `steps` pretraining steps on a fixed batch, from the seed, on `device`.
