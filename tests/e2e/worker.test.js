@@ -117,8 +117,8 @@ async function adaptAndFinetune(page) {
 
 // The page never blocks: every model computation runs in the engine worker, so the page's main
 // thread only renders. Its own work is bounded by thread time: the longest task of the main
-// thread in a Chrome trace of the run, in CPU time, at most 50 ms. Measured 7.4-7.6 ms on each
-// path, with a cargo build running beside the test on this 2-core machine (2026-12-06,
+// thread in a Chrome trace of the run, in CPU time, at most 50 ms. Measured 7.4-10 ms on each
+// path, with a cargo build or two `yes` processes beside the test on a 2-core machine (2026-12-06,
 // `cd tests/e2e && node --test --test-name-pattern="never blocks" worker.test.js`); a task of
 // 3e7 square roots on the main thread took 72.5 ms of thread time and failed it. The gaps between
 // zero-delay timers are printed beside it but not bounded: they also hold the time the main
