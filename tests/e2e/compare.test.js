@@ -1,7 +1,7 @@
 // The Compare page end to end: the shared benchmark run in the browser (WebGPU on
 // SwiftShader after the switch, and the Flex CPU backend the page picks over SwiftShader) against the committed native Flex report
 // (tests/fixtures/bench-native-flex.json, kept honest by a native test): same seed, data
-// and init, so the loss curves must agree within 1e-3 and the output digests closely.
+// and init, so the loss curves must agree within 1e-5 and the output digests closely.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -46,7 +46,9 @@ async function runCompare(label, useAdapter) {
     const ratio = await page.textContent('#step-ratio');
     console.log(`${label}: ${lossDiff} · ${digest} · ${ratio}`);
     assert.equal(Number(steps), 22);
-    assert.ok(Number(diff) < 1e-3, lossDiff);
+    // Measured max |Δloss| 1.192e-7 over the 22 steps, on WebGPU (SwiftShader) and on Flex in
+    // wasm alike (2026-12-06, `cd tests/e2e && node --test compare.test.js`).
+    assert.ok(Number(diff) <= 1e-5, `max |Δloss| ${Number(diff).toExponential(3)} over the bound 1e-5: ${lossDiff}`);
     assert.ok(Number(dz) < 1e-3, digest);
     assert.ok(Number(cos) > 0.99999, digest);
     assert.match(await page.textContent('#same-run'), /same model config, seed and batch/);
@@ -67,10 +69,10 @@ async function runCompare(label, useAdapter) {
   });
 }
 
-test('Compare page on WebGPU (the switch to the software adapter): same loss curve as native Flex within 1e-3', { timeout: 700_000 }, async () => {
+test('Compare page on WebGPU (the switch to the software adapter): same loss curve as native Flex within 1e-5', { timeout: 700_000 }, async () => {
   await runCompare('webgpu', true);
 });
 
-test('Compare page on the CPU the page picked over SwiftShader: same loss curve as native Flex within 1e-3', { timeout: 700_000 }, async () => {
+test('Compare page on the CPU the page picked over SwiftShader: same loss curve as native Flex within 1e-5', { timeout: 700_000 }, async () => {
   await runCompare('browser-flex', false);
 });

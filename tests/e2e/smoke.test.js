@@ -22,6 +22,23 @@ async function canvasStats(page, id) {
   }, id);
 }
 
+/** The version of the model on screen (the page's `#model` data-version; it grows with every load or change). */
+const versionOf = (page) => page.evaluate(() => Number(document.getElementById('model')?.dataset.version));
+
+/**
+ * Waits for a model newer than version `before` and for the view of that model: the view's key
+ * starts with the model's version (`v<version>/`), and no analysis is in progress. A view already
+ * on screen is of an older version and does not meet it. Returns the new version.
+ */
+async function viewOfNewerModel(page, before, timeout = 300_000) {
+  await page.waitForFunction((before) => {
+    const version = Number(document.getElementById('model')?.dataset.version);
+    const key = document.getElementById('views')?.dataset.key ?? '';
+    return version > before && key.startsWith(`v${version}/`) && !document.getElementById('busy');
+  }, before, { timeout });
+  return versionOf(page);
+}
+
 test('bundled photo: WebGPU (?webgpu), click a patch, five views with content', { timeout: 400_000 }, async () => {
   await withPage(DIST, {}, async ({ page, url }) => {
     await page.goto(`${url}?webgpu`);
@@ -81,6 +98,8 @@ test('a checkpoint loads by URL with a download progress bar', { timeout: 300_00
   await withPage(DIST, { extra: { '/models/reference.safetensors': fixture } }, async ({ page, url }) => {
     await page.goto(url);
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
+    const demo = await versionOf(page);
+    assert.ok(demo >= 1, `the demo model has a version: ${demo}`);
     await page.evaluate(() => {
       window.sawProgress = false;
       new MutationObserver(() => { if (document.getElementById('download')) window.sawProgress = true; })
@@ -92,8 +111,10 @@ test('a checkpoint loads by URL with a download progress bar', { timeout: 300_00
       null, { timeout: 60_000 });
     assert.equal(await page.evaluate(() => window.sawProgress), true, 'a progress bar was shown during the download');
     assert.doesNotMatch(await page.textContent('#model'), /untrained/);
-    // The new model is run on the selected photo.
-    await page.waitForSelector('#views canvas#attention', { timeout: 120_000 });
+    // The new model is run on the selected photo: the view on screen is keyed to its version.
+    const loaded = await viewOfNewerModel(page, demo, 120_000);
+    assert.match(await page.textContent('#model'), /reference\.safetensors/, `the view's model (version ${loaded}) is the one loaded`);
+    assert.ok(await page.$('#views canvas#attention'));
   });
 });
 
@@ -102,6 +123,7 @@ test('adapt to my images: NEPA steps on the gallery update the model and the map
     await page.goto(url);
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
     const meanOf = async () => Number(/mean (-?\d+\.\d+)/.exec(await page.textContent('#views'))?.[1]);
+    const base = await versionOf(page);
     const before = await meanOf();
     assert.ok(Number.isFinite(before), 'the predictability panel shows its mean');
     await page.fill('#adapt-steps', '5');
@@ -110,10 +132,13 @@ test('adapt to my images: NEPA steps on the gallery update the model and the map
       null, { timeout: 400_000 });
     console.log(`adapt: ${await page.textContent('#adapt-status')}`);
     assert.match(await page.textContent('#model'), /adapted 5 NEPA steps on your images/);
-    // Wait for the analysis of the adapted model (the busy line clears when it lands).
-    await page.waitForFunction(() => !document.getElementById('busy'), null, { timeout: 300_000 });
-    await page.waitForSelector('#views canvas#predictability', { timeout: 120_000 });
-    console.log(`mean predictability: ${before} before, ${await meanOf()} after 5 steps`);
+    // The analysis of the adapted model: the view on screen is keyed to its version.
+    const adapted = await viewOfNewerModel(page, base);
+    assert.ok(await page.$('#views canvas#predictability'));
+    const after = await meanOf();
+    console.log(`mean predictability: ${before} before (model version ${base}), ${after} after 5 steps (version ${adapted})`);
+    assert.ok(Number.isFinite(after), `the adapted model's predictability panel shows a finite mean: ${after}`);
+    assert.notEqual(after, before, `5 NEPA steps left the mean predictability at ${before}`);
   });
 });
 
@@ -122,6 +147,7 @@ test('a lost GPU device is reported, and the page continues on the CPU', { timeo
     await page.goto(`${url}?webgpu`);
     await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
     assert.match(await page.textContent('#device'), /WebGPU/);
+    const onGpu = await versionOf(page);
     // A real loss: the page's GPUDevice is destroyed (the hook exists for this test).
     await page.evaluate(() => window.nepaLoseDevice());
     await page.waitForSelector('#device-lost', { timeout: 30_000 });
@@ -130,9 +156,12 @@ test('a lost GPU device is reported, and the page continues on the CPU', { timeo
     await page.click('#use-cpu');
     await page.waitForFunction(() => /CPU \(Flex/.test(document.getElementById('device')?.textContent ?? ''));
     assert.equal(await page.$('#device-lost'), null);
-    // The same model is loaded again on the CPU and the selected image analysed there.
-    await page.waitForFunction(() => /nepa-demo\.safetensors/.test(document.getElementById('model')?.textContent ?? ''));
-    await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
+    // The same model is loaded again on the CPU (a new version) and the selected image analysed
+    // there: the view on screen is keyed to that version.
+    const onCpu = await viewOfNewerModel(page, onGpu);
+    assert.match(await page.textContent('#model'), /nepa-demo\.safetensors/);
+    assert.ok(await page.$('#views canvas#attention'));
+    console.log(`device loss: model version ${onGpu} on WebGPU, ${onCpu} on the CPU`);
   });
 });
 

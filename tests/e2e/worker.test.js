@@ -1,5 +1,5 @@
 // The page as an app: every model computation runs in the engine worker, so the page never
-// blocks (a zero-delay timer on the page is measured while the engine trains); a NEPA-B-shaped
+// blocks (the main thread's tasks are traced while the engine trains); a NEPA-B-shaped
 // checkpoint loads by file and by URL (kept in Cache Storage); late views are dropped; the
 // device pick passes over a software WebGPU adapter.
 import { test } from 'node:test';
@@ -36,6 +36,41 @@ async function startLagMonitor(page) {
     };
     setTimeout(tick, 0);
   });
+}
+
+/**
+ * Starts a Chrome trace of the page (CDP, the DevTools timeline's tasks). `stop()` ends it and
+ * returns the tasks of the page's main thread (the renderer process of the page's main frame,
+ * thread CrRendererMain; the engine worker's thread is another): their count and the longest by
+ * thread time (`tdur`, the CPU time the thread spent in the task: unlike the wall time, it does
+ * not grow while the thread waits for a core other processes hold), as [thread ms, wall ms].
+ */
+async function startMainThreadTrace(page) {
+  const cdp = await page.context().newCDPSession(page);
+  const events = [];
+  cdp.on('Tracing.dataCollected', ({ value }) => { for (const e of value) events.push(e); });
+  // The tasks only (RunTask, in every thread), in a buffer that holds a whole run: a full
+  // buffer stops recording, and the trace would miss the tasks after it.
+  await cdp.send('Tracing.start', {
+    transferMode: 'ReportEvents',
+    traceConfig: { recordMode: 'recordUntilFull', traceBufferSizeInKb: 256 * 1024,
+      includedCategories: ['disabled-by-default-devtools.timeline'], excludedCategories: ['*'] },
+  });
+  return async () => {
+    const complete = new Promise((ok) => cdp.once('Tracing.tracingComplete', ok));
+    await cdp.send('Tracing.end');
+    const { dataLossOccurred } = await complete;
+    await cdp.detach();
+    assert.equal(dataLossOccurred, false, 'the trace lost events (its buffer was full)');
+    const pid = events.find((e) => e.name === 'TracingStartedInBrowser')
+      ?.args?.data?.frames?.find((f) => f.isOutermostMainFrame)?.processId;
+    const main = events.find((e) => e.ph === 'M' && e.name === 'thread_name' && e.pid === pid
+      && e.args?.name === 'CrRendererMain');
+    assert.ok(main, `the trace names the page's main thread (renderer process ${pid})`);
+    const tasks = events.filter((e) => e.ph === 'X' && e.name === 'RunTask' && e.pid === pid && e.tid === main.tid
+      && Number.isFinite(e.tdur)).map((e) => [e.tdur / 1e3, e.dur / 1e3]).sort((a, b) => b[0] - a[0]);
+    return { count: tasks.length, longest: tasks.slice(0, 5).map(([t, w]) => [Number(t.toFixed(1)), Number(w.toFixed(1))]) };
+  };
 }
 
 const textOf = (page, id) => page.evaluate((id) => document.getElementById(id)?.textContent ?? '', id);
@@ -80,15 +115,16 @@ async function adaptAndFinetune(page) {
     `class thumbnails were re-created by the run: ${JSON.stringify(thumbs)}`);
 }
 
-// The acceptance bound of issue 10 holds on every path, WebGPU over SwiftShader included. There
-// SwiftShader's threads take both cores of this machine while they run the shaders, and the
-// page's main thread gets about a fifth of the wall time: a render that takes 30 ms of thread
-// time shows as a 130–180 ms gap. The page kept its renders small for it (docs/web-architecture.md,
-// "Rendering": before, 109–178 ms on WebGPU and 55–80 ms on the CPU paths). Since then the
-// main thread's longest task in a Chrome trace of this run took 6 ms of thread time; the gaps
-// left on SwiftShader are the thread waiting for a core, and the long tasks printed beside the
-// lag say which a gap was.
-const bound = 100;
+// The page never blocks: every model computation runs in the engine worker, so the page's main
+// thread only renders. Its own work is bounded by thread time: the longest task of the main
+// thread in a Chrome trace of the run, in CPU time, at most 50 ms. Measured 7.4-10 ms on each
+// path, with a cargo build or two `yes` processes beside the test on a 2-core machine (2026-12-06,
+// `cd tests/e2e && node --test --test-name-pattern="never blocks" worker.test.js`); a task of
+// 3e7 square roots on the main thread took 72.5 ms of thread time and failed it. The gaps between
+// zero-delay timers are printed beside it but not bounded: they also hold the time the main
+// thread waits for a core (SwiftShader's threads, the engine worker, a build beside the test):
+// 56-192 ms on SwiftShader in the same runs, whose longest main-thread task took 7.6 ms.
+const bound = 50;
 for (const [label, query, webgpu] of [['CPU fallback (?cpu)', '?cpu', true],
   ['no WebGPU in the browser', '', false], ['WebGPU (?webgpu, SwiftShader)', '?webgpu', true]]) {
   test(`the page never blocks while the engine adapts and fine-tunes: ${label}`, { timeout: 900_000 }, async () => {
@@ -97,14 +133,19 @@ for (const [label, query, webgpu] of [['CPU fallback (?cpu)', '?cpu', true],
       await modelReady(page);
       await page.waitForSelector('#views canvas#attention', { timeout: 300_000 });
       await startLagMonitor(page);
+      const stopTrace = await startMainThreadTrace(page);
       await adaptAndFinetune(page);
+      const tasks = await stopTrace();
       const lag = await page.evaluate(() => window.maxLag);
       console.log(`${label}: timer gaps over 30 ms [at ms, gap ms]: ${JSON.stringify(await page.evaluate(() => window.lags))}`);
-      const longTasks = JSON.stringify(await page.evaluate(() => window.longTasks));
-      console.log(`${label}: the main thread's tasks over 50 ms [start ms, ms]: ${longTasks}`);
-      console.log(`${label}: ${await textOf(page, 'device')} · max timer lag ${lag.toFixed(1)} ms · ${await textOf(page, 'train-status')}`);
-      assert.ok(lag <= bound, `the page's zero-delay timer lagged ${lag.toFixed(1)} ms (bound ${bound} ms; `
-        + `the main thread's tasks over 50 ms: ${longTasks})`);
+      console.log(`${label}: the main thread's tasks over 50 ms of wall time (Long Tasks API) [start ms, ms]: ${JSON.stringify(await page.evaluate(() => window.longTasks))}`);
+      console.log(`${label}: ${await textOf(page, 'device')} · ${await textOf(page, 'train-status')}`);
+      console.log(`${label}: max timer gap ${lag.toFixed(1)} ms (not bounded) · main thread: ${tasks.count} tasks traced, `
+        + `the longest [thread ms, wall ms]: ${JSON.stringify(tasks.longest)} (bound ${bound} ms of thread time)`);
+      assert.ok(tasks.count > 0, 'the trace holds the main thread\'s tasks');
+      const [thread, wall] = tasks.longest[0];
+      assert.ok(thread <= bound, `the page's main thread ran a task of ${thread} ms of thread time (${wall} ms wall; `
+        + `bound ${bound} ms); the longest [thread ms, wall ms]: ${JSON.stringify(tasks.longest)}`);
     });
   });
 }
@@ -153,7 +194,7 @@ test('a NEPA-B-shaped checkpoint loads by file and by URL (then from the browser
     assert.equal(served, 1);
     const lagByUrl = await page.evaluate(() => window.maxLag);
     console.log(`max timer lag: ${lagByFile.toFixed(1)} ms loading by file and analysing, ${lagByUrl.toFixed(1)} ms loading by URL`);
-    // The training test's bound. Measured from startup on, gaps of 260 ms came from the first
+    // Timer gaps of 100 ms at most. Measured from startup on, gaps of 260 ms came from the first
     // map's render overlapping the file read on 2 cores; the load alone shows 18–31 ms.
     assert.ok(Math.max(lagByFile, lagByUrl) <= 100, `timer lag ${lagByFile.toFixed(1)} / ${lagByUrl.toFixed(1)} ms`);
 
