@@ -168,6 +168,7 @@ test('a NEPA-B-shaped checkpoint loads by file and by URL (then from the browser
     // model's first map is drawn before the file is given.
     await viewOfCurrentModel(page);
     await startLagMonitor(page);
+    const stopTrace = await startMainThreadTrace(page);
     let started = Date.now();
     await page.setInputFiles('#file-input', path);
     await modelReady(page, new RegExp(`nepa-b\\.safetensors: ${shape.source}`));
@@ -193,10 +194,15 @@ test('a NEPA-B-shaped checkpoint loads by file and by URL (then from the browser
     assert.ok(memoryOf(byUrl) < 1073.7, `the engine's wasm memory stays under 1 GiB: ${byUrl}`);
     assert.equal(served, 1);
     const lagByUrl = await page.evaluate(() => window.maxLag);
-    console.log(`max timer lag: ${lagByFile.toFixed(1)} ms loading by file and analysing, ${lagByUrl.toFixed(1)} ms loading by URL`);
-    // Timer gaps of 100 ms at most. Measured from startup on, gaps of 260 ms came from the first
-    // map's render overlapping the file read on 2 cores; the load alone shows 18–31 ms.
-    assert.ok(Math.max(lagByFile, lagByUrl) <= 100, `timer lag ${lagByFile.toFixed(1)} / ${lagByUrl.toFixed(1)} ms`);
+    const tasks = await stopTrace();
+    // As in the tests above: the page's own work is bounded by thread time; the timer gaps (which
+    // also hold the waits for a core) are printed only.
+    console.log(`max timer gap (not bounded): ${lagByFile.toFixed(1)} ms loading by file and analysing, `
+      + `${lagByUrl.toFixed(1)} ms loading by URL · main thread: ${tasks.count} tasks traced, `
+      + `the longest [thread ms, wall ms]: ${JSON.stringify(tasks.longest)} (bound ${bound} ms of thread time)`);
+    assert.ok(tasks.count > 0, 'the trace holds the main thread\'s tasks');
+    assert.ok(tasks.longest[0][0] <= bound, `the page's main thread ran a task of ${tasks.longest[0][0]} ms of thread time `
+      + `while NEPA-B loaded (bound ${bound} ms); the longest [thread ms, wall ms]: ${JSON.stringify(tasks.longest)}`);
 
     // After a reload the same URL comes from Cache Storage, not the network; it can be deleted.
     await page.reload();
