@@ -10,8 +10,6 @@ use clap::Args;
 use clap::parser::{ArgMatches, ValueSource};
 use futures_lite::future::block_on;
 use nepa::checkpoint::{classifier_tensors, load_backbone, to_safetensors};
-#[cfg(test)]
-use nepa::finetune::FinetuneMode;
 use nepa::finetune::{FinetuneRun, FinetuneSettings, Recipe, evaluate};
 use nepa::{LoadOptions, NepaClassifier, NepaConfig, NepaModel};
 use serde_json::json;
@@ -289,6 +287,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, FromArgMatches, Parser};
+    use nepa::finetune::FinetuneMode;
 
     use super::*;
 

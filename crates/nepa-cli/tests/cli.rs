@@ -1,6 +1,7 @@
 //! End-to-end tests of the `nepa` binary on tiny generated data (Flex, seconds each).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use burn::tensor::Device;
 use nepa::image::{RgbImage, to_png};
@@ -45,6 +46,20 @@ fn metrics_losses(dir: &Path) -> Vec<(usize, f64)> {
     metrics(dir, "loss")
 }
 
+/// `nepa pretrain --resume FROM` into `out` on Flex, with `extra` flags.
+fn resume_cmd(data: &Path, out: &Path, from: &Path, extra: &[&str]) -> Command {
+    let mut cmd = nepa();
+    cmd.args(["pretrain", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .arg("--resume")
+        .arg(from)
+        .args(["--device", "flex"])
+        .args(extra);
+    cmd
+}
+
 #[test]
 fn resuming_continues_the_same_curve() {
     let tmp = tempfile::tempdir().unwrap();
@@ -55,15 +70,8 @@ fn resuming_continues_the_same_curve() {
     assert_eq!(full_losses.len(), 8);
 
     let resumed = tmp.path().join("resumed");
-    let mut cmd = nepa();
-    cmd.args(["pretrain", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&resumed)
-        .arg("--resume")
-        .arg(full.join("step-0000004.safetensors"))
-        .args(["--device", "flex"]);
-    let out = run_ok(&mut cmd);
+    let from = full.join("step-0000004.safetensors");
+    let out = run_ok(&mut resume_cmd(&data, &resumed, &from, &[]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("resuming"));
     let resumed_losses = metrics_losses(&resumed);
     assert_eq!(
@@ -96,18 +104,7 @@ fn resume_with_a_new_length_extends_the_run() {
     let data = image_folder(tmp.path(), 24, &[]);
     let run = tmp.path().join("run");
     run_ok(&mut pretrain(&data, &run, 4, &["--warmup-ratio", "0"]));
-    let resume = |extra: &[&str]| {
-        let mut cmd = nepa();
-        cmd.args(["pretrain", "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&run)
-            .arg("--resume")
-            .arg(&run)
-            .args(["--device", "flex"])
-            .args(extra);
-        cmd
-    };
+    let resume = |extra: &[&str]| resume_cmd(&data, &run, &run, extra);
     let refused = |extra: &[&str]| {
         let out = resume(extra).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

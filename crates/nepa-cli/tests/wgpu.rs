@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use futures_lite::future::block_on;
-use nepa::bench::{BenchRun, BenchSettings, compare_run, max_abs_diff_f32};
+use nepa::bench::{BenchRun, BenchSettings, compare_run, max_abs_diff};
 use nepa::train::{AdamW, AdamWConfig, pretrain_step};
 use nepa::{ForwardOptions, LoadOptions, LossOptions, NepaConfig, NepaModel, load_backbone};
 use safetensors::SafeTensors;
@@ -54,7 +54,7 @@ fn wgpu_matches_the_reference_and_trains() {
         .try_into_vec::<f32>()
         .unwrap();
     // NaN or a length mismatch counts as infinitely far.
-    let diff = max_abs_diff_f32(&got, &expected);
+    let diff = max_abs_diff(&got, &expected);
     assert!(diff < 1e-4, "wgpu ẑ differs from the reference by {diff}");
 
     // Training: a few steps on a fixed batch lower the loss.

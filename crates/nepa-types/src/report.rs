@@ -307,25 +307,20 @@ impl Comparison {
 
 /// The largest |a_i − b_i|, where a NaN or infinite value on either side counts as infinitely
 /// far (a plain `fold(0.0, f64::max)` skips NaN, so an all-NaN run would compare as 0), and so
-/// do lists of different lengths. Two empty lists are 0 apart.
-pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+/// do lists of different lengths. Two empty lists are 0 apart. In f64 for `f32` lists too
+/// (tensor values read back).
+pub fn max_abs_diff<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
     if a.len() != b.len() {
         return f64::INFINITY;
     }
-    a.iter().zip(b).fold(0.0, |worst, (x, y)| {
-        let d = (x - y).abs();
+    a.iter().zip(b).fold(0.0, |worst, (&x, &y)| {
+        let d = (x.into() - y.into()).abs();
         if d.is_finite() {
             worst.max(d)
         } else {
             f64::INFINITY
         }
     })
-}
-
-/// [`max_abs_diff`] of two `f32` lists (tensor values read back), in f64.
-pub fn max_abs_diff_f32(a: &[f32], b: &[f32]) -> f64 {
-    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    max_abs_diff(&widen(a), &widen(b))
 }
 
 /// Compares report `a` (e.g. the browser) with report `b` (e.g. native).
@@ -438,7 +433,7 @@ mod tests {
 
     #[test]
     fn max_abs_diff_checks_lengths_and_finiteness() {
-        assert_eq!(max_abs_diff(&[], &[]), 0.0);
+        assert_eq!(max_abs_diff::<f64>(&[], &[]), 0.0);
         assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.5, 2.0]), 0.5);
         assert_eq!(max_abs_diff(&[1.0], &[1.0, 2.0]), f64::INFINITY);
         assert_eq!(max_abs_diff(&[f64::NAN], &[f64::NAN]), f64::INFINITY);
@@ -447,7 +442,7 @@ mod tests {
             f64::INFINITY
         );
         assert_eq!(
-            max_abs_diff_f32(&[1.0, f32::NAN], &[1.0, 0.0]),
+            max_abs_diff(&[1.0f32, f32::NAN], &[1.0, 0.0]),
             f64::INFINITY
         );
     }

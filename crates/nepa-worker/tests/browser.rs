@@ -7,7 +7,7 @@
 use std::sync::Once;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use nepa::bench::max_abs_diff_f32;
+use nepa::bench::max_abs_diff;
 use nepa::checkpoint::{backbone_tensors, config_from_metadata, to_safetensors_async};
 use nepa::{ForwardOptions, LoadOptions, NepaConfig, load_backbone};
 use safetensors::SafeTensors;
@@ -79,7 +79,7 @@ async fn forward_matches_reference(device: &Device) {
         .try_into_vec::<f32>()
         .unwrap();
     // NaN or a length mismatch counts as infinitely far.
-    let diff = max_abs_diff_f32(&got, &expected);
+    let diff = max_abs_diff(&got, &expected);
     assert!(
         diff < 1e-3,
         "browser ẑ differs from the reference by {diff}"

@@ -34,7 +34,7 @@ use crate::train::{AdamW, AdamWConfig, read_f32};
 
 pub use nepa_types::report::{
     Comparison, HostDetails, InferenceReport, OptimizerReport, OutputDigest, REPORT_SCHEMA,
-    ReportError, RunReport, TrainReport, Weights, compare, max_abs_diff, max_abs_diff_f32,
+    ReportError, RunReport, TrainReport, Weights, compare, max_abs_diff,
 };
 
 /// How many ẑ values (evenly strided) a digest keeps for comparing two runs.

@@ -105,22 +105,14 @@ pub fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
     )
 }
 
-/// Max |a − b|, asserting equal shapes.
+/// Max |a − b|, asserting equal shapes; NaN counts as infinitely far (`nepa::bench::max_abs_diff`).
 pub fn max_abs_diff(
     what: &str,
     actual: (Vec<usize>, Vec<f32>),
     expected: (Vec<usize>, Vec<f32>),
 ) -> f32 {
     assert_eq!(actual.0, expected.0, "{what}: shape");
-    actual
-        .1
-        .iter()
-        .zip(&expected.1)
-        .map(|(a, b)| (a - b).abs())
-        .fold(
-            0.0f32,
-            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
-        )
+    nepa::bench::max_abs_diff(&actual.1, &expected.1) as f32
 }
 
 pub fn assert_close(
