@@ -15,6 +15,7 @@ use crate::config::NepaConfig;
 use crate::error::NepaError;
 
 mod export;
+mod hf;
 mod infer;
 
 use crate::model::{Dense, NepaAttention, NepaEmbeddings, NepaLayer, NepaMlp, NepaModel, Norm};
@@ -23,6 +24,10 @@ pub use export::to_safetensors;
 pub use export::{
     ExportTensor, backbone_gradients, backbone_tensors, classifier_tensors,
     classifier_to_safetensors_async, metadata_entry, to_safetensors_async, with_metadata,
+};
+pub use hf::{
+    HubConfig, MAX_HF_LABELS, hf_architecture, hf_config_json, hf_preprocessor_config_json,
+    parse_hf_config,
 };
 pub use infer::{classes_from_metadata, config_from_metadata, infer_config};
 
