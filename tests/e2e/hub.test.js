@@ -137,10 +137,11 @@ async function loadId(page, id) {
   before, { timeout: 900_000 });
 }
 
-/** The top-5 list of the current model: [[name, percent], …]. */
-async function topClasses(page) {
+/** The top-5 list of the current model (for another photo than `previous`): [[name, percent], …]. */
+async function topClasses(page, previous = null) {
   const version = await modelVersion(page);
-  await page.waitForSelector(`#top-classes ol[data-key^="${version}-"]`, { timeout: 900_000 });
+  const other = previous ? `:not([data-key="${previous}"])` : '';
+  await page.waitForSelector(`#top-classes ol[data-key^="${version}-"]${other}`, { timeout: 900_000 });
   return page.$$eval('#top-classes li.top-class', (lis) => lis.map((li) => [
     li.querySelector('.class-name').textContent, Number(li.querySelector('.class-p').textContent.replace('%', ''))]));
 }
@@ -181,10 +182,12 @@ test('hub ids: the -sft model loads through the redirect, shows its top-5 classe
       await page.selectOption('#hub-model', SFT);
       assert.equal(await page.inputValue('#hub-id'), SFT);
       let started = Date.now();
+      const demo = await modelVersion(page);
       await page.click('#load-hub');
       await page.waitForSelector('#download', { timeout: 120_000 });
-      await page.waitForFunction(() => /classifier, 1000 classes/.test(document.getElementById('model')?.textContent ?? '')
-        && !document.getElementById('loading'), null, { timeout: 900_000 });
+      await page.waitForFunction((v) => document.getElementById('model')?.dataset.version !== v
+        && !document.getElementById('loading'), demo, { timeout: 900_000 });
+      assert.equal(await page.$('#errors'), null, 'no error');
       const loaded = await modelText(page);
       console.log(`loaded in ${Date.now() - started} ms: ${loaded}`);
       assert.match(loaded, /SixAILab\/nepa-base-patch14-224-sft@main: D 768, 12 layers, 12 heads, 224×224 px \/ patch 14 · classifier, 1000 classes/);
@@ -235,6 +238,11 @@ test('hub ids: the -sft model loads through the redirect, shows its top-5 classe
       assert.match(large[0], /the server announces 1216\.0 MB \(Content-Length\), but the page accepts at most 1 GiB/);
       await dismiss(page);
       await stays();
+
+      // The engine still holds it: another photo gets its classes (the head favours the same five).
+      const first = await page.getAttribute('#top-classes ol', 'data-key');
+      await page.click('#gallery .thumb >> nth=1');
+      assertTopFive(await topClasses(page, first));
 
       // The kept model can be deleted from the list.
       await page.click('#cache summary');
