@@ -141,7 +141,8 @@ async function loadId(page, id) {
 async function topClasses(page, previous = null) {
   const version = await modelVersion(page);
   const other = previous ? `:not([data-key="${previous}"])` : '';
-  await page.waitForSelector(`#top-classes ol[data-key^="${version}-"]${other}`, { timeout: 900_000 });
+  await page.waitForSelector(`#top-classes ol[data-key^="${version}-"]${other}, #top-classes .error`, { timeout: 900_000 });
+  assert.ok(!(await page.$('#top-classes .error')), `no classes: ${await page.textContent('#top-classes')}`);
   return page.$$eval('#top-classes li.top-class', (lis) => lis.map((li) => [
     li.querySelector('.class-name').textContent, Number(li.querySelector('.class-p').textContent.replace('%', ''))]));
 }
