@@ -9,8 +9,90 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::flex::on_flex;
 use super::softmax::attention_softmax;
+
+/// Which attention the model takes on the cubecl backends (wgpu, WebGPU, Vulkan, CUDA):
+/// nepa's fused kernels (docs/attention.md §Fused attention), or softmax(q·kᵀ)·v written out
+/// with Burn's operations, the probabilities materialised. Flex always takes its own path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionMode {
+    Fused,
+    Decomposed,
+}
+
+impl AttentionMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fused => "fused",
+            Self::Decomposed => "decomposed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "fused" => Some(Self::Fused),
+            "decomposed" => Some(Self::Decomposed),
+            _ => None,
+        }
+    }
+}
+
+static DECOMPOSED: AtomicBool = AtomicBool::new(false);
+
+/// The process's attention on the cubecl backends (default: fused, the faster on lavapipe,
+/// docs/results/attention.md).
+pub fn attention_mode() -> AttentionMode {
+    match DECOMPOSED.load(Ordering::Relaxed) {
+        true => AttentionMode::Decomposed,
+        false => AttentionMode::Fused,
+    }
+}
+
+pub fn set_attention_mode(mode: AttentionMode) {
+    DECOMPOSED.store(mode == AttentionMode::Decomposed, Ordering::Relaxed);
+}
+
+/// Attention through nepa's fused kernels when the mode says so and q, k and v are f32
+/// tensors of a cubecl backend; `Err` hands the inputs back for any other path.
+#[cfg(feature = "cube")]
+pub fn fused_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    causal: bool,
+) -> Result<Tensor<4>, [Tensor<4>; 3]> {
+    if attention_mode() == AttentionMode::Decomposed {
+        return Err([q, k, v]);
+    }
+    super::flash::flash_attention(q, k, v, causal, 1.0)
+}
+
+/// Whether f32 attention on `device` takes nepa's fused kernels (the mode is fused and the
+/// device a cubecl one).
+#[cfg(feature = "cube")]
+pub fn takes_fused_kernels(device: &burn::tensor::Device) -> bool {
+    attention_mode() == AttentionMode::Fused
+        && super::flash::on_cube(&Tensor::<1>::zeros([1], device).into_dispatch())
+}
+
+#[cfg(not(feature = "cube"))]
+pub fn takes_fused_kernels(_device: &burn::tensor::Device) -> bool {
+    false
+}
+
+/// Without the cubecl kernels compiled in, every tensor takes Burn's operations.
+#[cfg(not(feature = "cube"))]
+pub fn fused_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    _causal: bool,
+) -> Result<Tensor<4>, [Tensor<4>; 3]> {
+    Err([q, k, v])
+}
 
 /// `[B, H, T, head_dim]` each; `causal_mask` as for [`attention_softmax`].
 pub fn attention_inference(
