@@ -300,7 +300,10 @@ impl NepaAttention {
                     let context = context.swap_dims(1, 2).reshape([b, t, d]);
                     return (self.output.forward_in(context, precision), None);
                 }
-                Err([q, k, v]) => (q, k, v),
+                Err(inputs) => {
+                    let [q, k, v] = *inputs;
+                    (q, k, v)
+                }
             }
         } else {
             (q, k, v)

@@ -63,9 +63,9 @@ pub fn fused_attention(
     k: Tensor<4>,
     v: Tensor<4>,
     causal: bool,
-) -> Result<Tensor<4>, [Tensor<4>; 3]> {
+) -> Result<Tensor<4>, Box<[Tensor<4>; 3]>> {
     if attention_mode() == AttentionMode::Decomposed {
-        return Err([q, k, v]);
+        return Err(Box::new([q, k, v]));
     }
     super::flash::flash_attention(q, k, v, causal, 1.0)
 }
@@ -90,8 +90,8 @@ pub fn fused_attention(
     k: Tensor<4>,
     v: Tensor<4>,
     _causal: bool,
-) -> Result<Tensor<4>, [Tensor<4>; 3]> {
-    Err([q, k, v])
+) -> Result<Tensor<4>, Box<[Tensor<4>; 3]>> {
+    Err(Box::new([q, k, v]))
 }
 
 /// `[B, H, T, head_dim]` each; `causal_mask` as for [`attention_softmax`].

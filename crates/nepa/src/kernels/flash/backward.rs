@@ -6,7 +6,7 @@
 
 use cubecl::prelude::*;
 
-use super::forward::{dot_rows, key_tiles, load_rows, load_tile, visible};
+use super::forward::{dot_rows, key_tiles, load_rows, load_tile, tile_count, visible};
 
 /// P and dS of element (query row y, key x) of the current tile pair:
 /// `p = exp(scale·q·k − lse)`, `ds = p·(dO·v − delta)`.
@@ -70,7 +70,7 @@ pub fn flash_backward_kv(
     let cols = comptime!(d.div_ceil(b));
     let mut dk_acc = Array::<f32>::new(cols);
     let mut dv_acc = Array::<f32>::new(cols);
-    let tiles = (seq + b - 1) / b;
+    let tiles = tile_count(seq, b);
     let mut first = 0usize;
     if causal {
         first = tile;
@@ -165,7 +165,7 @@ pub fn flash_backward_q(
 
     let cols = comptime!(d.div_ceil(b));
     let mut dq_acc = Array::<f32>::new(cols);
-    let tiles = key_tiles(tile, (seq + b - 1) / b, causal);
+    let tiles = key_tiles(tile, tile_count(seq, b), causal);
     for j in 0..tiles {
         sync_cube();
         load_tile(k, &mut ks, base, j * b, seq, b, d);

@@ -74,6 +74,13 @@ pub fn visible(query: usize, key: usize, seq: usize, #[comptime] causal: bool) -
     ok
 }
 
+/// ⌈seq / b⌉: the kernel language has no `div_ceil` on runtime values.
+#[cube]
+#[allow(clippy::manual_div_ceil)]
+pub fn tile_count(seq: usize, #[comptime] b: usize) -> usize {
+    (seq + b - 1) / b
+}
+
 /// The number of key tiles a query tile visits: up to its diagonal when causal.
 #[cube]
 pub fn key_tiles(tile: usize, tiles: usize, #[comptime] causal: bool) -> usize {
@@ -117,7 +124,7 @@ pub fn flash_forward(
     // A score no real one reaches: the running maximum starts there, masked scores are set to it.
     let mut m = f32::new(-1.0e30);
     let mut l = 0.0f32;
-    let tiles = key_tiles(tile, (seq + b - 1) / b, causal);
+    let tiles = key_tiles(tile, tile_count(seq, b), causal);
     for j in 0..tiles {
         sync_cube();
         load_tile(k, &mut ks, base, j * b, seq, b, d);

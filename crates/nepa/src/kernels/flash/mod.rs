@@ -108,10 +108,10 @@ pub fn flash_attention(
     v: Tensor<4>,
     causal: bool,
     scale: f32,
-) -> Result<Tensor<4>, [Tensor<4>; 3]> {
+) -> Result<Tensor<4>, Box<[Tensor<4>; 3]>> {
     let [q, k, v] = [q, k, v].map(Tensor::into_dispatch);
     if !(on_cube(&q) && on_cube(&k) && on_cube(&v)) {
-        return Err([q, k, v].map(Tensor::from_dispatch));
+        return Err(Box::new([q, k, v].map(Tensor::from_dispatch)));
     }
     let (out, _lse) = <Dispatch as FlashAttentionOps>::flash_attention(q, k, v, causal, scale);
     Ok(Tensor::from_dispatch(out))
