@@ -30,8 +30,8 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Attention on the GPU backends: nepa's fused kernels or Burn's decomposed operations
-    /// (docs/attention.md); Flex keeps its own.
-    #[arg(long, global = true, default_value = "fused", value_parser = ["fused", "decomposed"])]
+    /// (docs/attention.md; decomposed is the faster on lavapipe); Flex keeps its own.
+    #[arg(long, global = true, default_value = "decomposed", value_parser = ["fused", "decomposed"])]
     attention: String,
 }
 

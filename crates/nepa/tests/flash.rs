@@ -174,3 +174,57 @@ fn fused_training_memory_grows_linearly() {
     );
     assert!(fused < 2.5, "the fused path's memory grows {fused:.2}×");
 }
+
+/// The model with `--attention fused` gives the decomposed path's ẑ and input gradient on
+/// wgpu, causal (pretraining) and bidirectional (fine-tuning); LayerScale 1 so that attention
+/// shows in ẑ (at 1e-5 the two paths round to the same bits).
+#[test]
+fn the_model_takes_the_fused_kernels() {
+    use nepa::kernels::{AttentionMode, set_attention_mode, takes_fused_kernels};
+    use nepa::{ForwardOptions, NepaConfig, NepaModel};
+
+    let _serial = serial();
+    let device = device().autodiff();
+    for causal in [true, false] {
+        let config = NepaConfig::new(64, 2, 1)
+            .with_image_size(20, 20)
+            .with_patch_size(4)
+            .with_causal(causal)
+            .with_layerscale(1.0);
+        let model = NepaModel::new(&config, &device).unwrap();
+        let pixels = Tensor::<4>::random([2, 3, 20, 20], Distribution::Normal(0.0, 1.0), &device);
+        let weights = Tensor::<3>::random([2, 26, 64], Distribution::Normal(0.0, 1.0), &device);
+        let run = |mode| {
+            set_attention_mode(mode);
+            assert_eq!(takes_fused_kernels(&device), mode == AttentionMode::Fused);
+            let x = pixels.clone().detach().require_grad();
+            let z = model
+                .forward(x.clone(), &ForwardOptions::eval())
+                .last_hidden_state;
+            let grads = (z.clone() * weights.clone()).sum().backward();
+            let dx = x.grad(&grads).unwrap();
+            (values3(z), values(dx))
+        };
+        let (fused, decomposed) = (run(AttentionMode::Fused), run(AttentionMode::Decomposed));
+        let (dz, dgrad) = (
+            max_diff(&fused.0, &decomposed.0),
+            max_diff(&fused.1, &decomposed.1),
+        );
+        let scale = decomposed.1.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        println!(
+            "model causal {causal}: ẑ max |Δ| {dz:.2e}, input grad max |Δ| {dgrad:.2e} of {scale:.2e}"
+        );
+        assert!(dz <= 1e-5, "causal {causal}: ẑ max |Δ| {dz:e}");
+        assert!(
+            dgrad <= 1e-5 * scale,
+            "causal {causal}: input gradient max |Δ| {dgrad:e}"
+        );
+    }
+}
+
+fn values3(t: Tensor<3>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}

@@ -40,19 +40,19 @@ impl AttentionMode {
     }
 }
 
-static DECOMPOSED: AtomicBool = AtomicBool::new(false);
+static FUSED: AtomicBool = AtomicBool::new(false);
 
-/// The process's attention on the cubecl backends (default: fused, the faster on lavapipe,
-/// docs/results/attention.md).
+/// The process's attention on the cubecl backends. Default: decomposed, the faster of the two
+/// on lavapipe (docs/results/attention.md); the fused kernels keep O(T) memory for backward.
 pub fn attention_mode() -> AttentionMode {
-    match DECOMPOSED.load(Ordering::Relaxed) {
-        true => AttentionMode::Decomposed,
-        false => AttentionMode::Fused,
+    match FUSED.load(Ordering::Relaxed) {
+        true => AttentionMode::Fused,
+        false => AttentionMode::Decomposed,
     }
 }
 
 pub fn set_attention_mode(mode: AttentionMode) {
-    DECOMPOSED.store(mode == AttentionMode::Decomposed, Ordering::Relaxed);
+    FUSED.store(mode == AttentionMode::Fused, Ordering::Relaxed);
 }
 
 /// Attention through nepa's fused kernels when the mode says so and q, k and v are f32
