@@ -180,7 +180,9 @@ fn fused_training_memory_grows_linearly() {
 /// shows in ẑ (at 1e-5 the two paths round to the same bits).
 #[test]
 fn the_model_takes_the_fused_kernels() {
-    use nepa::kernels::{AttentionMode, set_attention_mode, takes_fused_kernels};
+    use nepa::kernels::{
+        AttentionMode, fused_attention_calls, set_attention_mode, takes_fused_kernels,
+    };
     use nepa::{ForwardOptions, NepaConfig, NepaModel};
 
     let _serial = serial();
@@ -198,9 +200,13 @@ fn the_model_takes_the_fused_kernels() {
             set_attention_mode(mode);
             assert_eq!(takes_fused_kernels(&device), mode == AttentionMode::Fused);
             let x = pixels.clone().detach().require_grad();
+            let calls = fused_attention_calls();
             let z = model
                 .forward(x.clone(), &ForwardOptions::eval())
                 .last_hidden_state;
+            // One fused call per layer with --attention fused, none without.
+            let taken = fused_attention_calls() - calls;
+            assert_eq!(taken, if mode == AttentionMode::Fused { 2 } else { 0 });
             let grads = (z.clone() * weights.clone()).sum().backward();
             let dx = x.grad(&grads).unwrap();
             (values3(z), values(dx))

@@ -24,7 +24,7 @@ pub use attention::{
     takes_fused_kernels,
 };
 #[cfg(feature = "cube")]
-pub use flash::flash_attention;
+pub use flash::{flash_attention, fused_attention_calls};
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use rope::rotate_patches;

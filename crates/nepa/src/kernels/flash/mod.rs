@@ -9,6 +9,8 @@ mod backward;
 mod cube;
 mod forward;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -100,6 +102,13 @@ pub fn on_cube(t: &DispatchTensor) -> bool {
     }
 }
 
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many attention calls the fused kernels have taken in this process.
+pub fn fused_attention_calls() -> u64 {
+    CALLS.load(Ordering::Relaxed)
+}
+
 /// softmax(scale·q·kᵀ)·v by the fused kernels when q, k and v are f32 tensors of a cubecl
 /// backend (`[B, H, T, d]`, any strides); `Err` hands the inputs back otherwise.
 pub fn flash_attention(
@@ -113,6 +122,7 @@ pub fn flash_attention(
     if !(on_cube(&q) && on_cube(&k) && on_cube(&v)) {
         return Err(Box::new([q, k, v].map(Tensor::from_dispatch)));
     }
+    CALLS.fetch_add(1, Ordering::Relaxed);
     let (out, _lse) = <Dispatch as FlashAttentionOps>::flash_attention(q, k, v, causal, scale);
     Ok(Tensor::from_dispatch(out))
 }
