@@ -234,3 +234,52 @@ fn values3(t: Tensor<3>) -> Vec<f32> {
         .try_into_vec::<f32>()
         .unwrap()
 }
+
+/// Burn's own `attention` op called as it takes its fused kernels (no `scale`, q unscaled: Burn
+/// applies 1/√d itself) gives nepa's result; with `--nocapture` it prints the inference time of
+/// the three paths (nepa's kernels, Burn's op, decomposed) at T 257 (docs/results/attention.md).
+#[test]
+fn burns_unscaled_attention_op_agrees() {
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    use std::time::Instant;
+
+    let _serial = serial();
+    let device = device();
+    let (t, d) = (257, 64);
+    let scale = 1.0 / (d as f32).sqrt();
+    let [q, k, v] = inputs(t, d, &device);
+    let burn_op = |q: Tensor<4>| {
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        attention(q, k.clone(), v.clone(), None, None, options)
+    };
+    let ours = |q: Tensor<4>| {
+        flash_attention(q * scale, k.clone(), v.clone(), true, 1.0)
+            .unwrap_or_else(|_| panic!("wgpu f32 tensors take the fused kernels"))
+    };
+    let reference = |q: Tensor<4>| decomposed(q, k.clone(), v.clone(), true, scale);
+    let diff = max_diff(&values(burn_op(q.clone())), &values(ours(q.clone())));
+    println!("Burn's op without scale vs nepa's kernels: max |Δ| {diff:.2e}");
+    assert!(diff <= TOL, "max |Δ| {diff:e}");
+    type Path<'a> = (&'a str, &'a dyn Fn(Tensor<4>) -> Tensor<4>);
+    let paths: [Path; 3] = [
+        ("nepa fused", &ours),
+        ("Burn op", &burn_op),
+        ("decomposed", &reference),
+    ];
+    for (name, path) in paths {
+        for _ in 0..2 {
+            values(path(q.clone()));
+        }
+        let start = Instant::now();
+        for _ in 0..5 {
+            values(path(q.clone()));
+        }
+        let ms = start.elapsed().as_secs_f64() * 1e3 / 5.0;
+        println!("{name}: {ms:.1} ms per call ([2, 3, {t}, {d}], causal, read back)");
+    }
+}

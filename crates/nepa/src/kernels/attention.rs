@@ -2,8 +2,8 @@
 //! (docs/performance.md §7–8). On Flex, nepa's softmax kernel between two matrix products:
 //! Flex's fused attention op evaluates its exponential with libm one element at a time (the
 //! gain is measured in docs/results/cpu-vs-pytorch.md). Every other backend gets Burn's
-//! `attention` op; with `scale: Some(1.0)` Burn 0.22.1's cubecl backends skip their flash
-//! kernels and take the decomposed path (docs/performance.md §8).
+//! `attention` op without a `scale` (Burn 0.22.1's cubecl backends skip their fused kernels
+//! when one is given; docs/performance.md §8), or nepa's fused kernels (docs/attention.md).
 
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -106,12 +106,16 @@ pub fn attention_inference(
         let probs = attention_softmax(q.matmul(k.swap_dims(2, 3)), causal_mask);
         return probs.matmul(v);
     }
+    // Burn's cubecl backends take their fused kernels only without a `scale`: q, which carries
+    // 1/√d already (docs/performance.md §7), is scaled back and Burn applies 1/√d itself. On
+    // lavapipe that op ran 5× faster than the decomposed path (docs/results/attention.md).
+    let head_dim = q.dims()[3] as f32;
     let options = AttentionModuleOptions {
-        scale: Some(1.0),
+        scale: None,
         softcap: None,
         is_causal: causal_mask.is_some(),
     };
-    attention(q, k, v, None, None, options)
+    attention(q * head_dim.sqrt(), k, v, None, None, options)
 }
 
 #[cfg(test)]
