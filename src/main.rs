@@ -18,6 +18,8 @@ mod explore;
 #[cfg(target_arch = "wasm32")]
 mod finetune;
 #[cfg(target_arch = "wasm32")]
+mod hub;
+#[cfg(target_arch = "wasm32")]
 mod picture;
 #[cfg(target_arch = "wasm32")]
 mod platform;

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use js_sys::Uint8Array;
-use nepa_protocol::{DevicePreference, DownloadLimits, Reply, Request, WebError};
+use nepa_protocol::{DevicePreference, DownloadLimits, HubModel, Reply, Request, WebError};
 use yew::prelude::*;
 
 use crate::app::state::{AppMsg, Loading};
@@ -94,7 +94,7 @@ fn load(
     payload: Option<wasm_bindgen::JsValue>,
 ) {
     let d = dispatch.clone();
-    let reloads_cache = matches!(request, Request::LoadUrl { .. });
+    let reloads_cache = matches!(request, Request::LoadUrl { .. } | Request::LoadHub { .. });
     let engine_for_list = engine.clone();
     let id = std::rc::Rc::new(std::cell::Cell::new(0));
     let request_id = id.clone();
@@ -167,6 +167,17 @@ pub fn load_url(engine: &Rc<EngineClient>, dispatch: &Dispatch, url: String) {
     }
     let limits = download_limits();
     load(engine, dispatch, Request::LoadUrl { url, limits }, None);
+}
+
+/// A model from the hub by id (`org/name[@revision]`), on the page's hub (`?hub=`).
+pub fn load_hub(engine: &Rc<EngineClient>, dispatch: &Dispatch, text: String) {
+    match HubModel::parse(&crate::hub::hub_address(), &text) {
+        Ok(model) => {
+            let limits = download_limits();
+            load(engine, dispatch, Request::LoadHub { model, limits }, None);
+        }
+        Err(e) => dispatch.dispatch(AppMsg::Error(e.message)),
+    }
 }
 
 pub fn list_cache(engine: &Rc<EngineClient>, dispatch: &Dispatch) {

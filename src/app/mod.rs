@@ -15,6 +15,7 @@ use crate::compare::ComparePage;
 use crate::engine::EngineClient;
 use crate::explore::ExplorePage;
 use crate::finetune::FinetunePage;
+use crate::hub::TopClassesPanel;
 use crate::platform;
 use crate::platform::files::{dropped_files, take_input_files};
 use state::{AppMsg, AppState, Tab};
@@ -73,6 +74,7 @@ fn tab_pages(state: &UseReducerHandle<AppState>) -> Html {
     html! {
         <>
             <div hidden={state.tab != Tab::Explore}>
+                <TopClassesPanel model={state.model.clone()} image={image.clone()} />
                 <ExplorePage model={state.model.clone()} image={image} images={state.images.clone()} {on_model} {on_error} />
             </div>
             <div hidden={state.tab != Tab::Finetune}>
@@ -95,6 +97,10 @@ pub struct Callbacks {
     pub on_cpu: Callback<MouseEvent>,
     pub on_software_gpu: Callback<MouseEvent>,
     pub on_delete_cached: Callback<String>,
+    /// The hub picker: its id field, an official model picked, the load button.
+    pub hub_ref: NodeRef,
+    pub on_pick: Callback<Event>,
+    pub on_hub: Callback<MouseEvent>,
 }
 
 impl Callbacks {
@@ -128,7 +134,17 @@ impl Callbacks {
         let (e, d) = (engine.clone(), dispatch.clone());
         let on_delete_cached =
             Callback::from(move |url: String| actions::delete_cached(&e, &d, url));
+        let hub_ref = NodeRef::default();
+        let (e, d, input) = (engine.clone(), dispatch.clone(), hub_ref.clone());
+        let on_hub = Callback::from(move |_: MouseEvent| {
+            if let Some(input) = input.cast::<HtmlInputElement>() {
+                actions::load_hub(&e, &d, input.value());
+            }
+        });
         Self {
+            on_pick: crate::hub::on_pick(hub_ref.clone()),
+            hub_ref,
+            on_hub,
             on_files,
             on_drop,
             on_url,

@@ -115,12 +115,12 @@ fn cache_list(state: &State, callbacks: &Callbacks) -> Html {
     }
     html! {
         <details id="cache" class="note">
-            <summary>{ format!("{} checkpoint(s) kept in this browser (loaded by URL; reused instead of downloading again)", state.cache.len()) }</summary>
+            <summary>{ format!("{} checkpoint(s) kept in this browser (loaded by URL or hub id; reused instead of downloading again)", state.cache.len()) }</summary>
             <ul>
                 { for state.cache.iter().map(|c| {
                     let (url, delete) = (c.url.clone(), callbacks.on_delete_cached.clone());
                     html! {
-                        <li class="cached">{ format!("{} ({}) ", c.url, mb(c.bytes)) }
+                        <li class="cached">{ format!("{} ({}) ", c.hub.as_ref().unwrap_or(&c.url), mb(c.bytes)) }
                             <button class="delete-cached" onclick={Callback::from(move |_| delete.emit(url.clone()))}>{ "delete" }</button>
                         </li>
                     }
@@ -139,6 +139,7 @@ pub fn inputs(state: &State, callbacks: &Callbacks) -> Html {
             <span>{ "or drop files anywhere · model URL: " }</span>
             <input ref={callbacks.url_ref.clone()} id="model-url" type="url" placeholder="https://…/model.safetensors" size="40" />
             <button id="load-url" onclick={callbacks.on_url.clone()}>{ "load" }</button>
+            { crate::hub::picker(&callbacks.hub_ref, &callbacks.on_pick, &callbacks.on_hub) }
             { loading(state, callbacks) }
             { cache_list(state, callbacks) }
         </section>

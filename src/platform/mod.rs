@@ -10,6 +10,9 @@ use wasm_bindgen::prelude::*;
 export function url_has_flag(flag) {
   return new URLSearchParams(location.search).has(flag);
 }
+export function url_param(name) {
+  return new URLSearchParams(location.search).get(name) ?? undefined;
+}
 export function hook_field(name, field) {
   const o = globalThis[name];
   return o == null ? undefined : o[field];
@@ -18,6 +21,8 @@ export function set_global(name, value) { globalThis[name] = value; }
 "#)]
 extern "C" {
     fn url_has_flag(flag: &str) -> bool;
+    #[wasm_bindgen(js_name = url_param)]
+    fn url_param_js(name: &str) -> Option<String>;
     fn hook_field(name: &str, field: &str) -> JsValue;
     fn set_global(name: &str, value: &JsValue);
 }
@@ -25,6 +30,11 @@ extern "C" {
 /// Whether the page URL has `?flag` (e.g. `?cpu`).
 pub fn has_flag(flag: &str) -> bool {
     url_has_flag(flag)
+}
+
+/// The value of `?name=value` in the page's URL.
+pub fn url_param(name: &str) -> Option<String> {
+    url_param_js(name)
 }
 
 /// `globalThis[hook][field]` as a finite positive number, if a test set it (test hooks such

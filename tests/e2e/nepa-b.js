@@ -1,11 +1,12 @@
 // A NEPA-B-shaped checkpoint (official key names, 224 px / patch 14, D 768, 12 layers, GELU MLP,
-// non-affine QK-norm: the shapes of SixAILab/nepa-base-patch14-224), with small random weights.
-// Generated for the test, never committed: about 344 MB.
+// non-affine QK-norm: the shapes of SixAILab/nepa-base-patch14-224), with small random weights;
+// optionally with a classifier head (the shapes of the -sft model). Generated for the tests,
+// never committed: about 344 MB.
 import { open } from 'node:fs/promises';
 
 const D = 768, LAYERS = 12, INTERMEDIATE = 3072, PATCH = 14;
 
-function tensors() {
+function tensors(head) {
   const t = [['embeddings.cls_token', [1, 1, D], 'normal'],
     ['embeddings.patch_embeddings.projection.weight', [D, 3, PATCH, PATCH], 'normal'],
     ['embeddings.patch_embeddings.projection.bias', [D], 'zero']];
@@ -23,20 +24,31 @@ function tensors() {
       [p + 'output.layer_scale.lambda1', [D], 'scale']);
   }
   t.push(['layernorm.weight', [D], 'one'], ['layernorm.bias', [D], 'zero']);
-  return t;
+  if (!head) return t;
+  // A classifier (`ViTNepaForImageClassification`): prefixed backbone, fc_norm and the head.
+  const named = t.map(([name, ...rest]) => ['vit_nepa.' + name, ...rest]);
+  named.push(['fc_norm.weight', [D], 'one'], ['fc_norm.bias', [D], 'zero'],
+    ['classifier.weight', [head.bias.length, D], 'tiny'], ['classifier.bias', [head.bias.length], head.bias]);
+  return named;
 }
 
 function fill(kind, n) {
+  if (kind instanceof Float32Array) return kind;
   const a = new Float32Array(n);
   if (kind === 'one') a.fill(1);
   else if (kind === 'scale') a.fill(0.1);
   else if (kind === 'normal') for (let i = 0; i < n; i++) a[i] = (Math.random() - 0.5) * 0.04;
+  else if (kind === 'tiny') for (let i = 0; i < n; i++) a[i] = (Math.random() - 0.5) * 2e-4;
   return a;
 }
 
-/** Writes the checkpoint to `path`; returns its size in bytes. */
-export async function writeNepaB(path) {
-  const list = tensors();
+/**
+ * Writes the checkpoint to `path`; returns its size in bytes. With `head = { bias }` it is a
+ * NEPA-B-sft-shaped classifier (official key names) with one class per bias entry: the head's
+ * weights are tiny (±1e-4), so the class probabilities are close to softmax(bias).
+ */
+export async function writeNepaB(path, head = null) {
+  const list = tensors(head);
   const header = {};
   let offset = 0;
   for (const [name, shape] of list) {

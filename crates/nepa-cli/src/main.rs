@@ -29,6 +29,10 @@ use device::DeviceChoice;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Attention on the GPU backends: nepa's fused kernels or Burn's decomposed operations
+    /// (docs/attention.md; decomposed is the faster on lavapipe); Flex keeps its own.
+    #[arg(long, global = true, default_value = "decomposed", value_parser = ["fused", "decomposed"])]
+    attention: String,
 }
 
 #[derive(Subcommand)]
@@ -58,9 +62,9 @@ enum Command {
 
 fn main() -> Result<()> {
     let matches = Cli::command().get_matches();
-    let mut command = Cli::from_arg_matches(&matches)
-        .unwrap_or_else(|e| e.exit())
-        .command;
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    nepa::kernels::set_attention_mode(nepa::kernels::AttentionMode::parse(&cli.attention).unwrap());
+    let mut command = cli.command;
     // Fine-tuning flags override the recipe preset only where given (finetune::RecipeArgs).
     if let (Command::Finetune(args), Some(sub)) =
         (&mut command, matches.subcommand_matches("finetune"))

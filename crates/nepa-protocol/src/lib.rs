@@ -7,9 +7,11 @@
 //! transferables, so big buffers move between threads without a copy.
 
 mod error;
+mod hub;
 mod views;
 
 pub use error::{ErrorKind, WebError};
+pub use hub::*;
 pub use views::*;
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +64,12 @@ pub enum Request {
     /// A checkpoint by URL, under the limits; kept in the browser's Cache Storage and
     /// reused on later loads of the same URL.
     LoadUrl { url: String, limits: DownloadLimits },
+    /// A model from a hub by id: its `config.json` (architecture, class names) and
+    /// `model.safetensors`, under the limits; kept in Cache Storage by id and revision.
+    LoadHub {
+        model: HubModel,
+        limits: DownloadLimits,
+    },
     /// Decodes images; payload: an array of `File`s, one per name. Answered by
     /// [`Reply::ImagesAdded`] (thumbnails in the payload).
     AddImages { names: Vec<String> },
@@ -81,6 +89,9 @@ pub enum Request {
     Pause { target: RequestId, paused: bool },
     /// Stops a running request: a download, an adaptation, a fine-tuning run, a benchmark.
     Cancel { target: RequestId },
+    /// The most probable classes of an image under the current model's classifier head (a
+    /// hub classifier); answered by [`Reply::TopClasses`], or `Done` when the model changed.
+    TopClasses { model_version: u32, image: ImageId },
     /// Class probabilities of images; payload: `File`s, one per name.
     Classify { names: Vec<String> },
     /// The last fine-tuned model from browser storage (OPFS), if there is one.
@@ -164,6 +175,7 @@ pub enum Reply {
         json: String,
     },
     Cache(Vec<CachedCheckpoint>),
+    TopClasses(TopClasses),
 }
 
 impl Reply {

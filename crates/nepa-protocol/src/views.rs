@@ -43,6 +43,9 @@ pub struct ModelInfo {
     pub wasm_memory_bytes: u64,
     /// Where the bytes came from when not from the network: "browser cache".
     pub from_cache: bool,
+    /// Classes of its classifier head (a hub classifier with `id2label`); 0: none.
+    #[serde(default)]
+    pub classes: usize,
 }
 
 /// Images decoded by the worker.
@@ -193,4 +196,7 @@ pub struct Prediction {
 pub struct CachedCheckpoint {
     pub url: String,
     pub bytes: u64,
+    /// `org/name@revision` for a model loaded from a hub.
+    #[serde(default)]
+    pub hub: Option<String>,
 }

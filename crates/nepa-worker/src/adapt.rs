@@ -80,6 +80,9 @@ pub async fn adapt(
                 trained: base.trained,
                 source: base.source.clone(),
                 name: base.name.clone(),
+                hub_config: base.hub_config.clone(),
+                // The head was trained on the backbone before adaptation.
+                classifier: None,
             };
             models::announce(&engine, &r, adapted);
         }

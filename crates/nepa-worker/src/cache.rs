@@ -1,10 +1,12 @@
 //! Checkpoints downloaded by URL, kept in Cache Storage (cache `nepa-checkpoints`, keyed by
-//! URL) so the next load of the same URL reads them instead of the network.
+//! URL) so the next load of the same URL reads them instead of the network. A hub model is
+//! two entries (its `config.json` and `model.safetensors` resolve URLs), listed as one.
 
-use nepa_protocol::{CachedCheckpoint, Reply, WebError};
+use nepa_protocol::{CachedCheckpoint, HubModel, Reply, WebError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::hub::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::platform::describe;
 
 #[wasm_bindgen(inline_js = r#"
@@ -80,8 +82,14 @@ pub async fn list() -> Result<Reply, WebError> {
         .iter()
         .filter_map(|entry| {
             let pair = js_sys::Array::from(&entry);
+            let url = pair.get(0).as_string()?;
+            // A hub model's config.json goes with its weights.
+            if HubModel::from_file_url(&url, CONFIG_FILE).is_some() {
+                return None;
+            }
             Some(CachedCheckpoint {
-                url: pair.get(0).as_string()?,
+                hub: HubModel::from_file_url(&url, WEIGHTS_FILE).map(|m| m.label()),
+                url,
                 bytes: pair.get(1).as_f64().unwrap_or(0.0) as u64,
             })
         })
@@ -89,8 +97,12 @@ pub async fn list() -> Result<Reply, WebError> {
     Ok(Reply::Cache(entries))
 }
 
-/// `DeleteCached`: forgets one entry, answers the new list.
+/// `DeleteCached`: forgets one entry (a hub model's config.json with its weights), answers
+/// the new list.
 pub async fn delete(url: &str) -> Result<Reply, WebError> {
+    if let Some(model) = HubModel::from_file_url(url, WEIGHTS_FILE) {
+        forget(&model.file_url(CONFIG_FILE)).await;
+    }
     JsFuture::from(cache_delete(url)).await.map_err(|e| {
         WebError::storage(format!(
             "Cache Storage could not delete {url}: {}",

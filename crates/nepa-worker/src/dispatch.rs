@@ -10,7 +10,9 @@ use wasm_bindgen_futures::spawn_local;
 
 use crate::bridge::Responder;
 use crate::state::Engine;
-use crate::{adapt, cache, compare, device, explore, finetune, images, models, trained};
+use crate::{
+    adapt, cache, classes, compare, device, explore, finetune, hub, images, models, trained,
+};
 
 /// Runs `task` in the background and answers with its result.
 fn spawn(r: Responder, task: impl Future<Output = Result<Reply, WebError>> + 'static) {
@@ -38,6 +40,13 @@ pub fn handle(engine: &Rc<Engine>, message: ToWorker, payload: JsValue) {
             spawn(r, async move {
                 let control = task.control.clone();
                 models::load_url(e, r, url, limits, control).await
+            })
+        }
+        Request::LoadHub { model, limits } => {
+            let task = engine.tasks.register(r.id);
+            spawn(r, async move {
+                let control = task.control.clone();
+                hub::load_hub(e, r, model, limits, control).await
             })
         }
         Request::AddImages { names } => spawn_local(images::add_images(e, r, names, payload)),
@@ -81,6 +90,10 @@ fn handle_quick(engine: &Rc<Engine>, r: Responder, request: Request, payload: Js
             engine.tasks.cancel(target);
             r.reply(Reply::Done);
         }
+        Request::TopClasses {
+            model_version,
+            image,
+        } => spawn(r, classes::top_classes(e, model_version, image)),
         Request::Classify { names } => spawn(r, trained::classify(e, names, payload)),
         Request::RestoreFinetuned => spawn(r, trained::restore(e)),
         Request::ExportFinetuned => {

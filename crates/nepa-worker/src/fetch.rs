@@ -144,6 +144,19 @@ pub async fn fetch_chunks(
     control: &Control,
     progress: impl Fn(u64, u64),
 ) -> Result<Vec<js_sys::Uint8Array>, WebError> {
+    let refused = |status, _| WebError::network(format!("{url}: HTTP {status}"));
+    fetch_chunks_or(url, limits, control, progress, refused).await
+}
+
+/// [`fetch_chunks`], with the error for a response that is not a success made by `refused`
+/// from its status and its `X-Error-Code` header (a hub's `RepoNotFound`, `EntryNotFound`…).
+pub async fn fetch_chunks_or(
+    url: &str,
+    limits: DownloadLimits,
+    control: &Control,
+    progress: impl Fn(u64, u64),
+    refused: impl FnOnce(u16, Option<String>) -> WebError,
+) -> Result<Vec<js_sys::Uint8Array>, WebError> {
     let controller = new_abort_controller();
     let abort = controller.clone();
     control.set_on_cancel(Box::new(move || abort_controller(&abort)));
@@ -155,7 +168,15 @@ pub async fn fetch_chunks(
         control,
     };
     let fetching = fetch_with_signal(url, &download.controller);
-    let response = as_response(url, download.within_limits(fetching, 0).await?)?;
+    let response: web_sys::Response = download
+        .within_limits(fetching, 0)
+        .await?
+        .dyn_into()
+        .map_err(|_| WebError::network(format!("{url}: not a response")))?;
+    if !response.ok() {
+        let code = response.headers().get("x-error-code").ok().flatten();
+        return Err(refused(response.status(), code));
+    }
     // Untrusted: used to refuse early and for the progress bar, never to size a buffer.
     let total: u64 = response
         .headers()

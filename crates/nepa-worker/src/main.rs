@@ -10,6 +10,8 @@ mod bridge;
 #[cfg(target_arch = "wasm32")]
 mod cache;
 #[cfg(target_arch = "wasm32")]
+mod classes;
+#[cfg(target_arch = "wasm32")]
 mod compare;
 #[cfg(target_arch = "wasm32")]
 mod device;
@@ -23,6 +25,8 @@ mod fetch;
 mod files;
 #[cfg(target_arch = "wasm32")]
 mod finetune;
+#[cfg(target_arch = "wasm32")]
+mod hub;
 #[cfg(target_arch = "wasm32")]
 mod images;
 #[cfg(target_arch = "wasm32")]

@@ -13,7 +13,7 @@ use web_time::Instant;
 use crate::bridge::{self, ByteProgress, Responder};
 use crate::state::{ComputeDevice, Engine, LoadedModel};
 use crate::tasks::Control;
-use crate::{cache, fetch, files, platform};
+use crate::{cache, fetch, files, hub, platform};
 
 /// The bundled demo checkpoint, next to the worker's script (the dist root).
 pub const DEMO_CHECKPOINT: &str = "nepa-demo.safetensors";
@@ -33,18 +33,13 @@ pub fn untrained_model(device: &Device) -> Result<LoadedModel, WebError> {
         trained: false,
         source: None,
         name: "untrained".into(),
+        hub_config: None,
+        classifier: None,
     })
 }
 
-/// Builds the model of a checkpoint whose config is known (the upload to the device).
-fn build(
-    bytes: &[u8],
-    name: &str,
-    config: NepaConfig,
-    device: &Device,
-) -> Result<LoadedModel, WebError> {
-    let (model, report) = load_backbone(bytes, &config, device, LoadOptions::default())
-        .map_err(|e| WebError::from(e).context(name))?;
+/// How a loaded model is shown: its name and shape.
+pub fn shape_label(name: &str, config: &NepaConfig, unused_tensors: usize) -> String {
     let mut label = format!(
         "{name}: D {}, {} layers, {} heads, {}×{} px / patch {}",
         config.hidden_size,
@@ -54,9 +49,22 @@ fn build(
         config.image_size[1],
         config.patch_size
     );
-    if !report.unused_keys.is_empty() {
-        label.push_str(&format!(" ({} unused tensors)", report.unused_keys.len()));
+    if unused_tensors > 0 {
+        label.push_str(&format!(" ({unused_tensors} unused tensors)"));
     }
+    label
+}
+
+/// Builds the model of a checkpoint whose config is known (the upload to the device).
+pub fn build(
+    bytes: &[u8],
+    name: &str,
+    config: NepaConfig,
+    device: &Device,
+) -> Result<LoadedModel, WebError> {
+    let (model, report) = load_backbone(bytes, &config, device, LoadOptions::default())
+        .map_err(|e| WebError::from(e).context(name))?;
+    let label = shape_label(name, &config, report.unused_keys.len());
     Ok(LoadedModel {
         model: model.set_causal(config.is_causal),
         config,
@@ -64,11 +72,22 @@ fn build(
         trained: true,
         source: Some(js_sys::Uint8Array::from(bytes)),
         name: name.to_string(),
+        hub_config: None,
+        classifier: None,
     })
 }
 
-/// Loads a NEPA safetensors checkpoint (architecture from its metadata or shapes).
-pub fn load_checkpoint(bytes: &[u8], name: &str, device: &Device) -> Result<LoadedModel, WebError> {
+/// Loads a NEPA safetensors checkpoint: the architecture from its hub `config.json` when it
+/// came with one, else from its metadata or shapes.
+pub fn load_checkpoint(
+    bytes: &[u8],
+    name: &str,
+    hub_config: Option<&Rc<str>>,
+    device: &Device,
+) -> Result<LoadedModel, WebError> {
+    if let Some(json) = hub_config {
+        return hub::build(bytes, name, json, device);
+    }
     let config = infer_config(bytes).map_err(|e| WebError::from(e).context(name))?;
     build(bytes, name, config, device)
 }
@@ -79,23 +98,26 @@ pub fn load_checkpoint(bytes: &[u8], name: &str, device: &Device) -> Result<Load
 const LARGE_CHECKPOINT_BYTES: usize = 64 << 20;
 
 /// Frees the current model for a large load; gives back what it takes to rebuild it.
-fn free_for(engine: &Engine, bytes: usize) -> Option<(Option<js_sys::Uint8Array>, String)> {
+fn free_for(engine: &Engine, bytes: usize) -> Option<Previous> {
     if bytes < LARGE_CHECKPOINT_BYTES {
         return None;
     }
     let previous = engine.take_model()?;
-    Some((previous.source.clone(), previous.name.clone()))
+    Some((
+        previous.source.clone(),
+        previous.name.clone(),
+        previous.hub_config.clone(),
+    ))
 }
 
+/// What it takes to build a freed model again: its bytes, name and hub config.
+type Previous = (Option<js_sys::Uint8Array>, String, Option<Rc<str>>);
+
 /// After a failed large load: the freed model again, from its checkpoint, same version.
-fn rebuild(
-    engine: &Engine,
-    previous: (Option<js_sys::Uint8Array>, String),
-    device: &Device,
-) -> String {
-    let (source, name) = previous;
+fn rebuild(engine: &Engine, previous: Previous, device: &Device) -> String {
+    let (source, name, hub_config) = previous;
     let rebuilt = match &source {
-        Some(bytes) => load_checkpoint(&bytes.to_vec(), &name, device),
+        Some(bytes) => load_checkpoint(&bytes.to_vec(), &name, hub_config.as_ref(), device),
         None => untrained_model(device),
     };
     match rebuilt {
@@ -109,19 +131,21 @@ fn rebuild(
 
 /// Copies a checkpoint into wasm memory, parses it and uploads it, with the stages reported
 /// (yielding between them so other messages get in). A large one replaces the current model
-/// in place: that is freed before the copy, and built again if the new one fails.
-async fn load_staged(
+/// in place: that is freed before the copy, and built again if the new one fails. A hub
+/// model comes with its `config.json`.
+pub async fn load_staged(
     engine: &Engine,
     r: &Responder,
     chunks: Vec<js_sys::Uint8Array>,
     name: &str,
+    hub_config: Option<&Rc<str>>,
     device: &Device,
 ) -> Result<LoadedModel, WebError> {
     let size: u64 = chunks.iter().map(|c| u64::from(c.length())).sum();
     r.progress(Progress::counted("parsing", 0, Some(size)));
     platform::sleep(0).await;
     let freed = free_for(engine, size as usize);
-    let loaded = parse_and_build(r, &chunks, name, device).await;
+    let loaded = parse_and_build(r, &chunks, name, hub_config, device).await;
     match (loaded, freed) {
         (Ok(model), _) => Ok(model),
         (Err(e), Some(previous)) => Err(WebError::new(
@@ -136,19 +160,19 @@ async fn parse_and_build(
     r: &Responder,
     chunks: &[js_sys::Uint8Array],
     name: &str,
+    hub_config: Option<&Rc<str>>,
     device: &Device,
 ) -> Result<LoadedModel, WebError> {
     let bytes = fetch::into_wasm_memory(name, chunks, files::MAX_FILE_BYTES)?;
     // The model crate's error keeps its kind (a model over the memory budget is TooLarge).
     let bad = |e: WebError| e.context("checkpoint does not fit");
-    let config = infer_config(&bytes).map_err(|e| bad(WebError::from(e).context(name)))?;
     r.stage("uploading to the device");
     platform::sleep(0).await;
-    build(&bytes, name, config, device).map_err(bad)
+    load_checkpoint(&bytes, name, hub_config, device).map_err(bad)
 }
 
 /// Makes `model` current and describes it.
-fn install(
+pub fn install(
     engine: &Engine,
     model: LoadedModel,
     load_ms: Option<f64>,
@@ -159,6 +183,7 @@ fn install(
         model.config.num_hidden_layers,
         model.config.num_attention_heads,
     );
+    let classes = model.classifier.as_ref().map_or(0, |c| c.classes.len());
     let version = engine.set_model(model);
     ModelInfo {
         version,
@@ -169,6 +194,7 @@ fn install(
         load_ms,
         wasm_memory_bytes: platform::wasm_memory_bytes(),
         from_cache,
+        classes,
     }
 }
 
@@ -196,7 +222,7 @@ pub async fn load_demo(engine: Rc<Engine>, r: Responder, control: Rc<Control>) {
             progress.update(done, total)
         })
         .await?;
-        load_staged(&engine, &r, bytes, DEMO_CHECKPOINT, &device.device).await
+        load_staged(&engine, &r, bytes, DEMO_CHECKPOINT, None, &device.device).await
     }
     .await;
     match result {
@@ -241,7 +267,7 @@ pub async fn load_file(
         .ok_or_else(|| WebError::internal(format!("{name}: the message carries no file")))?;
     let progress = ByteProgress::new(r, "reading");
     let bytes = files::read_chunks(&file, |done, total| progress.update(done, total)).await?;
-    let model = load_staged(&engine, &r, bytes, &name, &device.device).await?;
+    let model = load_staged(&engine, &r, bytes, &name, None, &device.device).await?;
     Ok(Reply::ModelReady(install(
         &engine,
         model,
@@ -280,7 +306,7 @@ pub async fn load_url(
     let name = url_name(&url);
     let on_hit = || r.stage("reading from the browser cache");
     if let Some(bytes) = cache::read(&url, on_hit).await {
-        match load_staged(&engine, &r, vec![bytes], &name, &device.device).await {
+        match load_staged(&engine, &r, vec![bytes], &name, None, &device.device).await {
             Ok(model) => {
                 return Ok(Reply::ModelReady(install(
                     &engine,
@@ -298,7 +324,7 @@ pub async fn load_url(
         progress.update(done, total)
     })
     .await?;
-    let model = load_staged(&engine, &r, bytes, &name, &device.device).await?;
+    let model = load_staged(&engine, &r, bytes, &name, None, &device.device).await?;
     let info = install(&engine, model, elapsed_ms(started), false);
     if let Some(source) = engine.model()?.source.clone() {
         cache::keep(&url, &source).await;
@@ -313,7 +339,12 @@ pub fn reload_on_device(engine: &Engine, r: &Responder, device: &ComputeDevice) 
         return;
     };
     let reloaded = match &current.source {
-        Some(bytes) => load_checkpoint(&bytes.to_vec(), &current.name, &device.device),
+        Some(bytes) => load_checkpoint(
+            &bytes.to_vec(),
+            &current.name,
+            current.hub_config.as_ref(),
+            &device.device,
+        ),
         None => untrained_model(&device.device),
     };
     match reloaded {

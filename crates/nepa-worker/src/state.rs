@@ -35,6 +35,17 @@ pub struct LoadedModel {
     /// for the rest of the session.
     pub source: Option<js_sys::Uint8Array>,
     pub name: String,
+    /// The hub `config.json` it was built with (loading it again uses it, not the shapes).
+    pub hub_config: Option<Rc<str>>,
+    /// The classifier of a hub model with `id2label`; `model` is its backbone (the same
+    /// tensors, not a copy).
+    pub classifier: Option<Rc<HubClassifier>>,
+}
+
+/// A hub classifier and its class names (label i = entry i).
+pub struct HubClassifier {
+    pub model: NepaClassifier,
+    pub classes: Vec<String>,
 }
 
 /// A fine-tuned (or restored) classifier.

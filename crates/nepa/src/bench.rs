@@ -402,7 +402,7 @@ impl BenchRun {
             seed: self.settings.seed,
             batch: self.settings.batch,
             dtype: Some(self.settings.precision.report_dtype().into()),
-            attention: Some(attention_label(self.settings.precision)),
+            attention: Some(attention_label(self.settings.precision, &self.device)),
             flops_per_image: Some(flops),
             train: Some(TrainReport {
                 warmup_steps: warm,
@@ -488,8 +488,12 @@ fn finite(v: f64) -> Option<f64> {
 pub const PROBE_DESCRIPTION: &str = "closed-form probe: pixel i (CHW) = ((37 i) mod 101) / 50 - 1";
 
 /// The report's `attention` field: which attention form the timed training steps and
-/// inference runs take (`takes_fused_attention`).
-fn attention_label(precision: Precision) -> String {
+/// inference runs take: nepa's fused kernels (`kernels::takes_fused_kernels`), else
+/// `takes_fused_attention`.
+fn attention_label(precision: Precision, device: &Device) -> String {
+    if precision == Precision::F32 && crate::kernels::takes_fused_kernels(device) {
+        return "fused kernels".into();
+    }
     let form = |autodiff| match takes_fused_attention(precision, autodiff, false) {
         true => "fused op",
         false => "explicit",

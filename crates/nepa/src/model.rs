@@ -8,7 +8,9 @@ use burn::tensor::{Device, Distribution, Tensor};
 use crate::config::{Activation, NepaConfig};
 use crate::error::NepaError;
 use crate::forward_tables::{GridTables, TableCache, attention_scale};
-use crate::kernels::{attention_inference, attention_softmax, gelu, layer_norm, rotate_patches};
+use crate::kernels::{
+    attention_inference, attention_softmax, fused_attention, gelu, layer_norm, rotate_patches,
+};
 use crate::precision::Precision;
 use crate::rng::SplitMix64;
 use crate::rope::RopeTables;
@@ -290,6 +292,22 @@ impl NepaAttention {
         // elsewhere Burn's `attention` op, which with nepa's explicit scale takes Burn's
         // decomposed path (docs/performance.md §8). When it applies: `takes_fused_attention`.
         let causal_mask = causal.then_some(&tables.causal_mask);
+        // On the cubecl backends in f32, nepa's fused kernels, training included: the
+        // probabilities are never materialised (docs/attention.md §Fused attention).
+        let (q, k, v) = if !keep_probs && precision == Precision::F32 {
+            match fused_attention(q, k, v, causal) {
+                Ok(context) => {
+                    let context = context.swap_dims(1, 2).reshape([b, t, d]);
+                    return (self.output.forward_in(context, precision), None);
+                }
+                Err(inputs) => {
+                    let [q, k, v] = *inputs;
+                    (q, k, v)
+                }
+            }
+        } else {
+            (q, k, v)
+        };
         if takes_fused_attention(precision, q.is_autodiff(), keep_probs) {
             let context = attention_inference(q, k, v, causal_mask)
                 .swap_dims(1, 2)

@@ -5,6 +5,8 @@
 
 mod adamw;
 mod attention;
+#[cfg(feature = "cube")]
+mod flash;
 mod flex;
 mod gelu;
 mod gelu_math;
@@ -17,7 +19,12 @@ mod softmax;
 mod softmax_math;
 
 pub use adamw::{AdamWStep, adamw_update};
-pub use attention::attention_inference;
+pub use attention::{
+    AttentionMode, attention_inference, attention_mode, fused_attention, set_attention_mode,
+    takes_fused_kernels,
+};
+#[cfg(feature = "cube")]
+pub use flash::{flash_attention, fused_attention_calls};
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use rope::rotate_patches;
