@@ -108,23 +108,28 @@ fn micro_batches_give_the_update_of_the_whole_batch() {
     }
 }
 
-/// Sixteen 16×16 images, reddish (0) or bluish (1).
-fn two_class_set() -> ImageSet {
+/// Eighteen 16×16 images, reddish (0), greenish (1) or bluish (2). Three classes, so that no
+/// batch of 8 is balanced: with the zero-initialised head a balanced batch gives the classifier
+/// bias a gradient of exactly zero up to rounding, which AdamW would turn into a step of either
+/// sign, and the comparison would measure rounding noise.
+fn three_class_set() -> ImageSet {
     let mut rng = SplitMix64::new(5);
-    let pairs = (0..16)
+    let pairs = (0..18)
         .map(|i| {
-            let label = i % 2;
+            let label = i % 3;
             let pixels = (0..16 * 16)
                 .flat_map(|_| {
                     let jitter = (rng.uniform(-40.0, 40.0)) as i32;
-                    let (r, b) = if label == 0 { (200, 60) } else { (60, 200) };
-                    [r + jitter, 128, b - jitter].map(|v| v.clamp(0, 255) as u8)
+                    let mut rgb = [60 + jitter, 60 - jitter, 60 + jitter / 2];
+                    rgb[label] = 200 - jitter;
+                    rgb.map(|v| v.clamp(0, 255) as u8)
                 })
                 .collect();
             (nepa::image::RgbImage::new(16, 16, pixels), label)
         })
         .collect();
-    ImageSet::labelled(pairs, vec!["red".into(), "blue".into()], "test").unwrap()
+    let classes = vec!["red".into(), "green".into(), "blue".into()];
+    ImageSet::labelled(pairs, classes, "test").unwrap()
 }
 
 /// Three fine-tuning steps of batch 8 with the data, augmentation and head of the driver
@@ -138,7 +143,7 @@ fn finetune_three_steps(mode: FinetuneMode, accumulate: usize) -> Vec<(String, V
         ..FinetuneSettings::quick(mode, 3, 8, 3e-3)
     };
     let mut run =
-        FinetuneRun::new(backbone, &config(), two_class_set(), settings, &device.autodiff())
+        FinetuneRun::new(backbone, &config(), three_class_set(), settings, &device.autodiff())
             .unwrap();
     while !run.is_done() {
         let record = block_on(run.step()).unwrap();
@@ -255,11 +260,18 @@ fn loss_scaling_keeps_the_gradients_f16_flushes_to_zero() {
         let record = block_on(trainer.step_pixels(pixels, &ForwardOptions::eval())).unwrap();
         assert_eq!(record.outcome, StepOutcome::Applied);
         let after = find(tensors(trainer.model()));
-        before.iter().zip(&after).filter(|(x, y)| x != y).count() as f64 / before.len() as f64
+        let share =
+            before.iter().zip(&after).filter(|(x, y)| x != y).count() as f64 / before.len() as f64;
+        (share, record.grad_norm.unwrap())
     };
-    let f32_share = moved(Precision::F32, false);
-    let unscaled = moved(Precision::F16, false);
-    let scaled = moved(Precision::F16, true);
+    let (f32_share, f32_norm) = moved(Precision::F32, false);
+    let (unscaled, _) = moved(Precision::F16, false);
+    let (scaled, scaled_norm) = moved(Precision::F16, true);
+    // The scale is divided out before clipping: the gradient norm is f32's, not 2¹⁶ times it.
+    assert!(
+        (scaled_norm / f32_norm - 1.0).abs() < 0.05,
+        "gradient norm under the f16 loss scale {scaled_norm}, in f32 {f32_norm}"
+    );
     eprintln!(
         "share of {key} moved by one step: f32 {f32_share:.3}, f16 unscaled {unscaled:.3}, \
          f16 × 2^16 {scaled:.3}"
