@@ -14,7 +14,17 @@ use nepa::data::ImageSet;
 use nepa::finetune::{FinetuneMode, FinetuneRun, FinetuneSettings};
 use nepa::pretrain::{PretrainOptions, PretrainSchedule, Pretrainer};
 use nepa::train::{AdamW, AdamWConfig, LossScaler, UpdatePlan, pretrain_step};
-use nepa::{ForwardOptions, LossOptions, NepaConfig, NepaModel, Precision, SplitMix64, StepOutcome};
+use nepa::{
+    ForwardOptions, LossOptions, NepaConfig, NepaModel, Precision, SplitMix64, StepOutcome,
+};
+
+/// The tests seed Flex's one device generator (LoRA's adapters, the fine-tuning head and the
+/// batches come from it), so they must not interleave: each holds this lock.
+static DEVICE_GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_GENERATOR.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// LayerScale and the norms away from their identity-like init, so that every block shapes
 /// the gradients being compared.
@@ -25,7 +35,10 @@ fn config() -> NepaConfig {
         .with_layerscale(0.5)
 }
 
-fn tensors(model: &NepaModel) -> Vec<(String, Vec<f32>)> {
+/// A model's tensors by official key, flattened.
+type Tensors = Vec<(String, Vec<f32>)>;
+
+fn tensors(model: &NepaModel) -> Tensors {
     backbone_tensors(model, false)
         .into_iter()
         .map(|t| (t.key, values(t.values).1))
@@ -48,7 +61,7 @@ fn max_param_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> (f64, S
 
 /// Two pretraining steps on a fixed batch of 8 in `micro` passes: the models after each
 /// step, the losses and gradient norms.
-fn pretrain_two_steps(micro: usize) -> (Vec<Vec<(String, Vec<f32>)>>, Vec<[f32; 3]>) {
+fn pretrain_two_steps(micro: usize) -> (Vec<Tensors>, Vec<[f32; 3]>) {
     let device = Device::flex().autodiff();
     let mut model = seeded_backbone(&config(), 7, &device).unwrap();
     device.seed(11);
@@ -83,6 +96,7 @@ fn pretrain_two_steps(micro: usize) -> (Vec<Vec<(String, Vec<f32>)>>, Vec<[f32; 
 
 #[test]
 fn micro_batches_give_the_update_of_the_whole_batch() {
+    let _device = exclusive();
     let (whole, whole_figures) = pretrain_two_steps(1);
     // Even (2 × 4, 8 × 1) and uneven (3 + 3 + 2) splits.
     for micro in [2, 3, 8] {
@@ -134,7 +148,7 @@ fn three_class_set() -> ImageSet {
 
 /// Three fine-tuning steps of batch 8 with the data, augmentation and head of the driver
 /// (`FinetuneRun`), in `accumulate` passes per step: the classifier's tensors at the end.
-fn finetune_three_steps(mode: FinetuneMode, accumulate: usize) -> Vec<(String, Vec<f32>)> {
+fn finetune_three_steps(mode: FinetuneMode, accumulate: usize) -> Tensors {
     let device = Device::flex();
     let backbone = seeded_backbone(&config(), 3, &device).unwrap();
     let settings = FinetuneSettings {
@@ -142,9 +156,14 @@ fn finetune_three_steps(mode: FinetuneMode, accumulate: usize) -> Vec<(String, V
         // No drop path: its masks are drawn per forward pass, so a split batch draws others.
         ..FinetuneSettings::quick(mode, 3, 8, 3e-3)
     };
-    let mut run =
-        FinetuneRun::new(backbone, &config(), three_class_set(), settings, &device.autodiff())
-            .unwrap();
+    let mut run = FinetuneRun::new(
+        backbone,
+        &config(),
+        three_class_set(),
+        settings,
+        &device.autodiff(),
+    )
+    .unwrap();
     while !run.is_done() {
         let record = block_on(run.step()).unwrap();
         assert_eq!(record.outcome, StepOutcome::Applied);
@@ -157,6 +176,7 @@ fn finetune_three_steps(mode: FinetuneMode, accumulate: usize) -> Vec<(String, V
 
 #[test]
 fn finetuning_with_accumulation_matches_the_whole_batch_in_every_mode() {
+    let _device = exclusive();
     for mode in [FinetuneMode::Full, FinetuneMode::Lora] {
         let whole = finetune_three_steps(mode, 1);
         let split = finetune_three_steps(mode, 4);
@@ -195,6 +215,7 @@ fn pretrainer(precision: Precision) -> (Pretrainer, Tensor<4>) {
 
 #[test]
 fn f16_overflow_skips_the_step_and_shrinks_the_scale() {
+    let _device = exclusive();
     assert!(pretrainer(Precision::F32).0.loss_scaler().is_none());
     let (mut trainer, pixels) = pretrainer(Precision::F16);
     assert_eq!(
@@ -239,8 +260,14 @@ fn f16_overflow_skips_the_step_and_shrinks_the_scale() {
         scale.log2(),
         trainer.skipped_steps()
     );
-    assert!(applied > 0 && scale < huge / 2.0, "scale {scale}, applied {applied}");
-    assert!(tensors(trainer.model()) != before, "the applied steps moved the weights");
+    assert!(
+        applied > 0 && scale < huge / 2.0,
+        "scale {scale}, applied {applied}"
+    );
+    assert!(
+        tensors(trainer.model()) != before,
+        "the applied steps moved the weights"
+    );
 }
 
 /// LayerScale 1e-5 makes the gradients of the blocks' inner weights tiny: in f16 without a
@@ -249,6 +276,7 @@ fn f16_overflow_skips_the_step_and_shrinks_the_scale() {
 /// (2¹⁶) they move as in f32.
 #[test]
 fn loss_scaling_keeps_the_gradients_f16_flushes_to_zero() {
+    let _device = exclusive();
     let key = "encoder.layer.0.intermediate.up_proj.weight";
     let moved = |precision: Precision, scaled: bool| {
         let (mut trainer, pixels) = pretrainer(precision);

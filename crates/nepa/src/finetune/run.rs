@@ -14,11 +14,11 @@ use crate::error::NepaError;
 use crate::guard::{DivergenceGuard, StepOutcome, StepVerdict};
 use crate::image::RgbImage;
 use crate::model::{ForwardOptions, NepaModel};
+use crate::precision::Precision;
 use crate::recipe::{
     EvalTransform, MixupConfig, ModelEma, RandAugment, RandomErasing, TrainTransform,
 };
 use crate::rng::SplitMix64;
-use crate::precision::Precision;
 use crate::train::{LossScaler, ScaleVerdict, UpdatePlan, argmax_rows, read_f32, read_scalar};
 
 /// One step's figures, read back from the device.

@@ -153,7 +153,15 @@ impl Finetuner {
             }
             Optimizer::Lora(optim) => {
                 self.previous = Some((model.clone(), None));
-                lora_step(model, optim, lr, pixels, targets, forward, plan.micro_batches)
+                lora_step(
+                    model,
+                    optim,
+                    lr,
+                    pixels,
+                    targets,
+                    forward,
+                    plan.micro_batches,
+                )
             }
         };
         self.model = Some(out.model);

@@ -87,7 +87,7 @@ impl GradientSum {
     }
 
     /// Adds `other` parameter by parameter (a key only one side has is kept as it is).
-    pub fn add(mut self, other: Self) -> Self {
+    pub fn plus(mut self, other: Self) -> Self {
         for (key, grad) in other.grads {
             let sum = match self.grads.remove(&key) {
                 Some(mine) => mine + grad,

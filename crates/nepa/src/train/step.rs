@@ -101,7 +101,7 @@ fn accumulate<M: Walkable, T>(
         model = m;
         sum = Some(match sum {
             None => gathered,
-            Some(s) => s.add(gathered),
+            Some(s) => s.plus(gathered),
         });
         let loss = weighted(loss.detach(), share);
         loss_sum = Some(match loss_sum {
@@ -176,19 +176,20 @@ pub fn finetune_step(
 ) -> StepOutput<NepaClassifier> {
     let device = pixels.device();
     let batch = pixels.dims()[0];
-    let (model, grads, loss, mut logits) = accumulate(model, batch, plan, &policy, |m, start, len| {
-        let (x, y) = if len == batch {
-            (pixels.clone(), targets.clone())
-        } else {
-            (
-                pixels.clone().narrow(0, start, len),
-                targets.clone().narrow(0, start, len),
-            )
-        };
-        let logits = m.forward(x, forward);
-        let loss = crate::recipe::soft_target_cross_entropy(logits.clone(), y);
-        (loss, logits.detach())
-    });
+    let (model, grads, loss, mut logits) =
+        accumulate(model, batch, plan, &policy, |m, start, len| {
+            let (x, y) = if len == batch {
+                (pixels.clone(), targets.clone())
+            } else {
+                (
+                    pixels.clone().narrow(0, start, len),
+                    targets.clone().narrow(0, start, len),
+                )
+            };
+            let logits = m.forward(x, forward);
+            let loss = crate::recipe::soft_target_cross_entropy(logits.clone(), y);
+            (loss, logits.detach())
+        });
     let (model, grad_norm) = optim.step_gathered(model, grads, policy);
     flush(&device);
     StepOutput {
