@@ -144,7 +144,15 @@ pub fn select(choice: DeviceChoice) -> Result<Selected> {
         DeviceChoice::Wgpu => (wgpu_device(false)?.0, "asked for (--device wgpu)".into()),
         DeviceChoice::Vulkan => (wgpu_device(true)?.0, "asked for (--device vulkan)".into()),
         DeviceChoice::Cuda => (cuda()?, "asked for (--device cuda)".into()),
-        DeviceChoice::Auto => auto_choice(wgpu_device(false)),
+        DeviceChoice::Auto => match cuda() {
+            Ok(selected) => (selected, "a CUDA GPU".into()),
+            // Without the `cuda` feature there is nothing to say about CUDA.
+            Err(e) if cfg!(feature = "cuda") => {
+                let (selected, why) = auto_choice(wgpu_device(false));
+                (selected, format!("{why}; CUDA: {e}"))
+            }
+            Err(_) => auto_choice(wgpu_device(false)),
+        },
     };
     eprintln!(
         "device: {} — {} — {why}",
@@ -155,10 +163,47 @@ pub fn select(choice: DeviceChoice) -> Result<Selected> {
 
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<Selected> {
+    let device = Device::cuda(0usize);
+    check_usable(&device).map_err(|message| {
+        anyhow::anyhow!(
+            "CUDA is not usable here ({message}). The CUDA build needs an NVIDIA driver \
+             (libcuda.so.1) and NVRTC (libnvrtc.so, from the CUDA toolkit) at run time; \
+             --device wgpu or --device flex run without them"
+        )
+    })?;
     Ok(Selected {
-        device: Device::cuda(0usize),
+        device,
         backend: "cuda".into(),
         adapter: "CUDA device 0".into(),
+    })
+}
+
+/// Runs one small sum on `device`. A backend that cannot start (cudarc panics when it cannot
+/// load libcuda or libnvrtc) gives its message as an error instead of ending the process.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn check_usable(device: &Device) -> std::result::Result<(), String> {
+    use burn::tensor::Tensor;
+    let sum = catch_panic(|| Tensor::<1>::ones([4], device).sum().into_scalar::<f32>())?;
+    if sum == 4.0 {
+        Ok(())
+    } else {
+        Err(format!("a test sum of four ones gave {sum}"))
+    }
+}
+
+/// `f()`, or the message of the panic it raised (printed by no panic hook meanwhile).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the backend panicked while starting".into())
     })
 }
 
@@ -180,6 +225,19 @@ mod tests {
             adapter: adapter.into(),
         };
         Ok((selected, software))
+    }
+
+    /// What `--device cuda` does on a machine without a driver: cudarc's panic becomes the
+    /// error's message, and the process goes on.
+    #[test]
+    fn a_backend_that_panics_while_starting_gives_an_error() {
+        let err = catch_panic(|| -> f32 {
+            panic!("Unable to dynamically load the \"cuda\" shared library")
+        })
+        .unwrap_err();
+        assert!(err.contains("cuda\" shared library"), "{err}");
+        assert_eq!(catch_panic(|| 7), Ok(7));
+        assert_eq!(check_usable(&Device::flex()), Ok(()));
     }
 
     #[test]

@@ -69,8 +69,15 @@ pub struct PretrainArgs {
 /// The settings a resumed run takes from its checkpoint.
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
 pub struct PretrainSettings {
+    /// Images per optimizer step (the learning rate scales with it).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Split each step's batch into N forward/backward passes: the same update with the
+    /// memory of batch/N images (gradient accumulation) [default: 1]. A resumed run keeps
+    /// its own unless this is given.
+    #[arg(long)]
+    #[serde(default)]
+    pub accumulate: Option<usize>,
     /// Number of optimizer steps (overrides --epochs).
     #[arg(long)]
     pub steps: Option<usize>,
@@ -120,8 +127,12 @@ impl PretrainSettings {
     }
 
     /// The stored settings with the length the command line gives, if it gives one
-    /// (`--steps` wins over `--epochs`, as for a fresh run).
+    /// (`--steps` wins over `--epochs`, as for a fresh run), and its `--accumulate`: how a
+    /// step is split does not change the run, so a resumed run may split differently.
     fn with_length_of(mut self, args: &PretrainSettings) -> Self {
+        if args.accumulate.is_some() {
+            self.accumulate = args.accumulate;
+        }
         if let Some(steps) = args.steps {
             self.steps = Some(steps);
         } else if let Some(epochs) = args.epochs {
@@ -146,6 +157,13 @@ impl PretrainSettings {
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
             bail!("the batch size must be at least 1");
+        }
+        let accumulate = self.accumulate.unwrap_or(1);
+        if accumulate == 0 || accumulate > self.batch_size {
+            bail!(
+                "--accumulate must be in 1..={} (the batch size), got {accumulate}",
+                self.batch_size
+            );
         }
         if self.steps == Some(0) || (self.steps.is_none() && self.epochs() == 0) {
             bail!("the run needs at least one step (--steps or --epochs)");
@@ -364,6 +382,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         },
         seed: settings.seed,
         max_bad_steps: DEFAULT_MAX_CONSECUTIVE_NON_FINITE,
+        accumulate: settings.accumulate.unwrap_or(1),
     };
     let model = model.with_precision(args.compute.precision());
     let mut trainer = Pretrainer::new(model, &config, optim, options, step, &device);

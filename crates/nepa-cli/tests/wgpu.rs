@@ -5,7 +5,7 @@
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use futures_lite::future::block_on;
 use nepa::bench::{BenchRun, BenchSettings, compare_run, max_abs_diff};
-use nepa::train::{AdamW, AdamWConfig, pretrain_step};
+use nepa::train::{AdamW, AdamWConfig, UpdatePlan, pretrain_step};
 use nepa::{ForwardOptions, LoadOptions, LossOptions, NepaConfig, NepaModel, load_backbone};
 use safetensors::SafeTensors;
 
@@ -76,6 +76,7 @@ fn wgpu_matches_the_reference_and_trains() {
             0.05,
             &ForwardOptions::eval(),
             LossOptions::default(),
+            UpdatePlan::default(),
         );
         model = out.model;
         losses.push(out.loss.into_scalar::<f32>());

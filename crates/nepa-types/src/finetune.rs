@@ -75,8 +75,14 @@ pub struct FinetuneSettings {
     /// full (layer-wise lr decay), head (backbone frozen) or lora (adapters + head).
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = FinetuneSettings::small_data().mode))]
     pub mode: FinetuneMode,
+    /// Images per update (the recipe's batch; the learning rate scales with it).
     #[cfg_attr(feature = "clap", arg(long, default_value_t = FinetuneSettings::small_data().batch_size))]
     pub batch_size: usize,
+    /// Forward/backward passes each batch is split into: the same update with the memory of
+    /// `batch_size / accumulate` images (gradient accumulation).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1))]
+    #[serde(default = "one")]
+    pub accumulate: usize,
     #[cfg_attr(feature = "clap", arg(long, default_value_t = FinetuneSettings::small_data().epochs))]
     pub epochs: usize,
     /// A fixed number of steps instead of `epochs` (the page trains for N steps).
@@ -146,6 +152,10 @@ pub struct FinetuneSettings {
     pub seed: u64,
 }
 
+fn one() -> usize {
+    1
+}
+
 /// The named presets of `nepa finetune --recipe`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -175,6 +185,7 @@ impl FinetuneSettings {
         Self {
             mode: FinetuneMode::Full,
             batch_size: 1024,
+            accumulate: 1,
             epochs: 100,
             steps: None,
             blr: 1.5e-3,
@@ -269,6 +280,12 @@ impl FinetuneSettings {
         if self.batch_size == 0 || (self.steps.is_none() && self.epochs == 0) {
             return bad("--batch-size and --epochs (or --steps) must be at least 1".into());
         }
+        if self.accumulate == 0 || self.accumulate > self.batch_size {
+            return bad(format!(
+                "--accumulate must be in 1..={} (the batch size), got {}",
+                self.batch_size, self.accumulate
+            ));
+        }
         if self.steps == Some(0) {
             return bad("--steps must be at least 1".into());
         }
@@ -358,8 +375,10 @@ mod tests {
     #[test]
     fn bad_settings_name_their_flag() {
         type Spoil = fn(&mut FinetuneSettings);
-        let cases: [(Spoil, &str); 5] = [
+        let cases: [(Spoil, &str); 7] = [
             (|s| s.batch_size = 0, "--batch-size"),
+            (|s| s.accumulate = 0, "--accumulate"),
+            (|s| s.accumulate = s.batch_size + 1, "--accumulate"),
             (|s| s.blr = f64::NAN, "--blr"),
             (|s| s.erasing = 1.5, "--erasing"),
             (|s| s.mixup = -1.0, "--mixup"),

@@ -272,6 +272,7 @@ impl BenchRun {
             seed: settings.seed,
             // A benchmark reports what happened; it never stops on its own.
             max_bad_steps: usize::MAX,
+            accumulate: 1,
         };
         let optim = AdamW::new(AdamWConfig::default());
         let trainer = Pretrainer::new(model, &config, optim, options, 0, device);

@@ -12,7 +12,10 @@ use crate::guard::{DivergenceGuard, StepOutcome, StepVerdict};
 use crate::image::{Augment, RgbImage, augment_train};
 use crate::loss::LossOptions;
 use crate::model::{ForwardOptions, NepaModel};
-use crate::train::{AdamW, pretrain_step, read_scalars, warmup_cosine};
+use crate::precision::Precision;
+use crate::train::{
+    AdamW, LossScaler, ScaleVerdict, UpdatePlan, pretrain_step, read_scalars, warmup_cosine,
+};
 
 /// Learning rate over the run and the weight decay (none on biases, norms, LayerScale).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,6 +72,9 @@ pub struct PretrainOptions {
     pub seed: u64,
     /// Non-finite steps in a row before the run stops.
     pub max_bad_steps: usize,
+    /// Forward/backward passes each step's batch is split into (gradient accumulation:
+    /// the same update with the memory of one slice; docs/performance.md §3).
+    pub accumulate: usize,
 }
 
 /// One step's batch prepared on the host: the augmented pixels and the forward pass's
@@ -120,6 +126,8 @@ pub struct Pretrainer {
     config: NepaConfig,
     device: Device,
     guard: DivergenceGuard,
+    /// Dynamic loss scaling, for a model whose products run in f16.
+    scaler: Option<LossScaler>,
     pub step: usize,
 }
 
@@ -133,7 +141,9 @@ impl Pretrainer {
         start: usize,
         device: &Device,
     ) -> Self {
+        let scaler = (model.precision == Precision::F16).then(LossScaler::default);
         Self {
+            scaler,
             model: Some(model.train()),
             optim,
             guard: DivergenceGuard::new(options.max_bad_steps),
@@ -166,6 +176,7 @@ impl Pretrainer {
             },
             seed,
             max_bad_steps: 1,
+            accumulate: 1,
         };
         let optim = AdamW::new(crate::train::AdamWConfig::default());
         let trainer = Self::new(model.clone(), config, optim, options, 0, device);
@@ -177,7 +188,17 @@ impl Pretrainer {
     }
 
     pub fn skipped_steps(&self) -> usize {
-        self.guard.skipped()
+        self.guard.skipped() + self.scaler.as_ref().map_or(0, LossScaler::overflows)
+    }
+
+    /// The f16 loss scaler, if the model's products run in f16.
+    pub fn loss_scaler(&self) -> Option<&LossScaler> {
+        self.scaler.as_ref()
+    }
+
+    /// Replaces the f16 loss scaler (a resumed run's scale, or a test's).
+    pub fn set_loss_scaler(&mut self, scaler: Option<LossScaler>) {
+        self.scaler = scaler;
     }
 
     /// The model as it trains.
@@ -248,6 +269,10 @@ impl Pretrainer {
             self.options.schedule.weight_decay,
             forward,
             self.options.loss,
+            UpdatePlan {
+                micro_batches: self.options.accumulate,
+                loss_scale: self.scaler.as_ref().map_or(1.0, LossScaler::scale),
+            },
         );
         self.model = Some(out.model);
         self.step += 1;
@@ -262,7 +287,17 @@ impl Pretrainer {
         let loss = values.next().unwrap_or(f32::NAN);
         let grad_norm = has_norm.then(|| values.next().unwrap_or(f32::NAN));
         let embedding_similarity = has_similarity.then(|| values.next().unwrap_or(f32::NAN));
-        let outcome = match self.guard.check(step, loss, grad_norm) {
+        // An f16 overflow under too large a scale is the scaler's to handle: undone, not
+        // counted as a divergence (docs/performance.md §3).
+        let grad_finite = grad_norm.is_none_or(f32::is_finite);
+        let overflow = loss.is_finite()
+            && self.scaler.as_mut().map(|s| s.update(grad_finite)) == Some(ScaleVerdict::Overflow);
+        let verdict = if overflow {
+            StepVerdict::Skip
+        } else {
+            self.guard.check(step, loss, grad_norm)
+        };
+        let outcome = match verdict {
             StepVerdict::Apply => StepOutcome::Applied,
             verdict => {
                 (self.model, self.optim) = (Some(before.0), before.1);

@@ -14,6 +14,7 @@ use nepa::checkpoint::{
 use nepa::data::ImageSet;
 use nepa::finetune::{FinetuneMode, FinetuneRun, FinetuneSettings, Finetuner};
 use nepa::recipe::smooth_one_hot;
+use nepa::train::UpdatePlan;
 use nepa::{
     ForwardOptions, LoadOptions, NepaClassifier, NepaConfig, NepaModel, SplitMix64, StepOutcome,
 };
@@ -82,6 +83,7 @@ fn train(mode: FinetuneMode) -> (Finetuner, Vec<f32>, NepaModel) {
             Tensor::from_data(data, &autodiff),
             Tensor::from_data(targets, &autodiff),
             &ForwardOptions::eval(),
+            UpdatePlan::default(),
         );
         losses.push(out.loss.into_scalar::<f32>());
     }

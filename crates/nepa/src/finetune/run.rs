@@ -14,11 +14,12 @@ use crate::error::NepaError;
 use crate::guard::{DivergenceGuard, StepOutcome, StepVerdict};
 use crate::image::RgbImage;
 use crate::model::{ForwardOptions, NepaModel};
+use crate::precision::Precision;
 use crate::recipe::{
     EvalTransform, MixupConfig, ModelEma, RandAugment, RandomErasing, TrainTransform,
 };
 use crate::rng::SplitMix64;
-use crate::train::{argmax_rows, read_f32, read_scalar};
+use crate::train::{LossScaler, ScaleVerdict, UpdatePlan, argmax_rows, read_f32, read_scalar};
 
 /// One step's figures, read back from the device.
 #[derive(Clone, Debug)]
@@ -50,6 +51,8 @@ pub struct FinetuneRun {
     mixup: MixupConfig,
     /// The EMA of the weights (full and head-only modes).
     ema: Option<ModelEma<NepaClassifier>>,
+    /// Dynamic loss scaling, for products in f16 (full and head-only modes).
+    scaler: Option<LossScaler>,
 }
 
 impl FinetuneRun {
@@ -95,7 +98,10 @@ impl FinetuneRun {
         let mut model = NepaClassifier::from_backbone(backbone, classes, device);
         // `from_backbone` makes attention bidirectional, as the official fine-tuning.
         model.vit_nepa = model.vit_nepa.set_causal(settings.causal);
+        let precision = model.vit_nepa.precision;
         let tuner = Finetuner::new(model, &settings, total_steps);
+        let scaler = (precision == Precision::F16 && tuner.supports_loss_scaling())
+            .then(LossScaler::default);
         // LoRA keeps its adapters apart from the weights they adapt: there is no plain
         // weight set to average until the end.
         let ema = match (settings.ema_decay, settings.mode) {
@@ -108,6 +114,7 @@ impl FinetuneRun {
             transform: train_transform(&settings),
             mixup: mixup_config(&settings),
             ema,
+            scaler,
             tuner,
             train,
             labels,
@@ -149,9 +156,14 @@ impl FinetuneRun {
         self.tuner.step >= self.total_steps
     }
 
-    /// Non-finite steps undone so far.
+    /// Non-finite steps undone so far (f16 overflows included).
     pub fn skipped_steps(&self) -> usize {
-        self.guard.skipped()
+        self.guard.skipped() + self.scaler.as_ref().map_or(0, LossScaler::overflows)
+    }
+
+    /// The f16 loss scaler, if the products run in f16.
+    pub fn loss_scaler(&self) -> Option<&LossScaler> {
+        self.scaler.as_ref()
     }
 
     /// The training batch of `step`: pixels after the recipe's augmentation and mixing,
@@ -198,6 +210,10 @@ impl FinetuneRun {
             Tensor::from_data(pixels, &self.device),
             Tensor::from_data(targets, &self.device),
             &forward,
+            UpdatePlan {
+                micro_batches: self.settings.accumulate,
+                loss_scale: self.scaler.as_ref().map_or(1.0, LossScaler::scale),
+            },
         );
         let loss = read_scalar(out.loss).await?;
         let grad_norm = match out.grad_norm {
@@ -213,7 +229,16 @@ impl FinetuneRun {
             .zip(&labels)
             .filter(|(p, l)| p == l)
             .count();
-        let outcome = match self.guard.check(step, loss, grad_norm) {
+        // An f16 overflow under too large a scale: undone, not a divergence.
+        let grad_finite = grad_norm.is_none_or(f32::is_finite);
+        let overflow = loss.is_finite()
+            && self.scaler.as_mut().map(|s| s.update(grad_finite)) == Some(ScaleVerdict::Overflow);
+        let verdict = if overflow {
+            StepVerdict::Skip
+        } else {
+            self.guard.check(step, loss, grad_norm)
+        };
+        let outcome = match verdict {
             StepVerdict::Apply => {
                 if let Some(ema) = &mut self.ema {
                     ema.update(self.tuner.model())?;

@@ -11,7 +11,9 @@
 //!   state only for the adapters and the head, and the pretrained weights stay intact.
 
 use burn::module::{Lora, Module};
-use burn::optim::{AdamWConfig as BurnAdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{
+    AdamWConfig as BurnAdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer,
+};
 use burn::tensor::Tensor;
 
 use super::{FinetuneMode, FinetuneSettings};
@@ -19,7 +21,8 @@ use crate::classifier::NepaClassifier;
 use crate::model::ForwardOptions;
 use crate::recipe::soft_target_cross_entropy;
 use crate::train::{
-    AdamW, AdamWConfig, FinetuneSchedule, StepOutput, finetune_step, flush, warmup_cosine,
+    AdamW, AdamWConfig, FinetuneSchedule, StepOutput, UpdatePlan, finetune_step, flush,
+    micro_batches, warmup_cosine,
 };
 
 enum Optimizer {
@@ -115,13 +118,21 @@ impl Finetuner {
         warmup_cosine(self.step, self.total_steps, warmup, self.peak_lr, 0.0)
     }
 
-    /// One step on a batch of normalised pixels and their (soft) targets `[B, classes]`.
-    /// Loss, gradient norm and logits stay on the device; read them asynchronously.
+    /// Whether the optimizer divides a loss scale back out of the gradients (LoRA's, Burn's
+    /// own, does not: its runs keep the scale at 1).
+    pub fn supports_loss_scaling(&self) -> bool {
+        matches!(self.optimizer, Optimizer::Grouped(..))
+    }
+
+    /// One step on a batch of normalised pixels and their (soft) targets `[B, classes]`,
+    /// in `plan.micro_batches` passes. Loss, gradient norm and logits stay on the device;
+    /// read them asynchronously.
     pub fn step(
         &mut self,
         pixels: Tensor<4>,
         targets: Tensor<2>,
         forward: &ForwardOptions,
+        plan: UpdatePlan,
     ) -> StepOutput<()> {
         let model = self.model.take().expect("the model is always put back");
         let step = self.step;
@@ -131,32 +142,26 @@ impl Finetuner {
             Optimizer::Grouped(optim, schedule) => {
                 // The state before the step: shared tensors, no copy.
                 self.previous = Some((model.clone(), Some(optim.clone())));
-                finetune_step(model, optim, pixels, targets, forward, |key| {
+                let policy = |key: &str| {
                     let is_head = key.starts_with("classifier.") || key.starts_with("fc_norm.");
                     if mode == FinetuneMode::HeadOnly && !is_head {
                         return None;
                     }
                     schedule.group(key, step)
-                })
+                };
+                finetune_step(model, optim, pixels, targets, forward, policy, plan)
             }
             Optimizer::Lora(optim) => {
                 self.previous = Some((model.clone(), None));
-                let device = pixels.device();
-                let logits = model.forward(pixels, forward);
-                let loss = soft_target_cross_entropy(logits.clone(), targets);
-                // Part by part, as the grouped step does (docs/performance.md §2).
-                flush(&device);
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                flush(&device);
-                let model = optim.step(lr, model, grads);
-                flush(&device);
-                StepOutput {
+                lora_step(
                     model,
-                    loss: loss.detach(),
-                    grad_norm: None,
-                    embedding_similarity: None,
-                    logits: Some(logits.detach()),
-                }
+                    optim,
+                    lr,
+                    pixels,
+                    targets,
+                    forward,
+                    plan.micro_batches,
+                )
             }
         };
         self.model = Some(out.model);
@@ -197,5 +202,61 @@ impl Finetuner {
     /// no autodiff. Its tensors have the official names (`checkpoint::classifier_tensors`).
     pub fn export(&self) -> NepaClassifier {
         self.model().clone().valid().materialize()
+    }
+}
+
+/// LoRA's step through Burn's optimizer: the micro-batches' gradients, each from a loss
+/// weighted by the micro-batch's share, summed by Burn's accumulator.
+fn lora_step(
+    model: NepaClassifier,
+    optim: &mut ModuleOptimizer,
+    lr: f64,
+    pixels: Tensor<4>,
+    targets: Tensor<2>,
+    forward: &ForwardOptions,
+    micro: usize,
+) -> StepOutput<NepaClassifier> {
+    let device = pixels.device();
+    let batch = pixels.dims()[0];
+    let mut accumulator = GradientsAccumulator::new();
+    let (mut losses, mut logits) = (Vec::new(), Vec::new());
+    for (start, len) in micro_batches(batch, micro) {
+        let (x, y) = if len == batch {
+            (pixels.clone(), targets.clone())
+        } else {
+            (
+                pixels.clone().narrow(0, start, len),
+                targets.clone().narrow(0, start, len),
+            )
+        };
+        let out = model.forward(x, forward);
+        let mut loss = soft_target_cross_entropy(out.clone(), y);
+        if len != batch {
+            loss = loss.mul_scalar(len as f64 / batch as f64);
+        }
+        // Part by part, as the grouped step does (docs/performance.md §2).
+        flush(&device);
+        accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        flush(&device);
+        losses.push(loss.detach());
+        logits.push(out.detach());
+    }
+    let model = optim.step(lr, model, accumulator.grads());
+    flush(&device);
+    let single = losses.len() == 1;
+    StepOutput {
+        model,
+        loss: if single {
+            losses.pop().expect("one micro-batch")
+        } else {
+            Tensor::cat(losses, 0).sum()
+        },
+        grad_norm: None,
+        embedding_similarity: None,
+        logits: Some(if single {
+            logits.pop().expect("one micro-batch")
+        } else {
+            Tensor::cat(logits, 0)
+        }),
     }
 }

@@ -61,6 +61,63 @@ struct GradTable {
     grads: BTreeMap<String, Tensor<1>>,
 }
 
+/// The trainable parameters' gradients gathered from one or more backward passes, flattened,
+/// by official key: gradient accumulation sums the micro-batches' gradients here before one
+/// update, and loss scaling divides the scale out here (docs/performance.md §3).
+pub struct GradientSum {
+    grads: BTreeMap<String, Tensor<1>>,
+}
+
+impl GradientSum {
+    /// The gradients `grads` holds for the parameters of `model` that `policy` trains.
+    pub fn gather<M: Walkable>(
+        model: M,
+        grads: &Gradients,
+        policy: &impl Fn(&str) -> Option<ParamGroup>,
+    ) -> (M, Self) {
+        let mut gather = GradGather {
+            grads,
+            policy,
+            out: BTreeMap::new(),
+        };
+        let model = model
+            .walk_params(&mut gather)
+            .expect("visiting cannot fail");
+        (model, Self { grads: gather.out })
+    }
+
+    /// Adds `other` parameter by parameter (a key only one side has is kept as it is).
+    pub fn plus(mut self, other: Self) -> Self {
+        for (key, grad) in other.grads {
+            let sum = match self.grads.remove(&key) {
+                Some(mine) => mine + grad,
+                None => grad,
+            };
+            self.grads.insert(key, sum);
+        }
+        self
+    }
+
+    /// Every gradient times `factor` (no operation when it is 1).
+    pub fn scale(mut self, factor: f64) -> Self {
+        if factor != 1.0 {
+            for g in self.grads.values_mut() {
+                *g = g.clone().mul_scalar(factor);
+            }
+        }
+        self
+    }
+
+    /// How many parameters have a gradient.
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+}
+
 struct GradGather<'g, F: Fn(&str) -> Option<ParamGroup>> {
     grads: &'g Gradients,
     policy: &'g F,
@@ -204,15 +261,28 @@ impl AdamW {
         policy: impl Fn(&str) -> Option<ParamGroup>,
         mark: &mut dyn FnMut(),
     ) -> (M, Option<Tensor<1>>) {
-        let mut gather = GradGather {
-            grads,
-            policy: &policy,
-            out: BTreeMap::new(),
-        };
-        let model = model
-            .walk_params(&mut gather)
-            .expect("visiting cannot fail");
-        let (table, norm) = self.clip(gather.out);
+        let (model, sum) = GradientSum::gather(model, grads, &policy);
+        self.step_gathered_marked(model, sum, policy, mark)
+    }
+
+    /// [`AdamW::step`] on gradients already gathered (and summed over micro-batches).
+    pub fn step_gathered<M: Walkable>(
+        &mut self,
+        model: M,
+        grads: GradientSum,
+        policy: impl Fn(&str) -> Option<ParamGroup>,
+    ) -> (M, Option<Tensor<1>>) {
+        self.step_gathered_marked(model, grads, policy, &mut || {})
+    }
+
+    fn step_gathered_marked<M: Walkable>(
+        &mut self,
+        model: M,
+        grads: GradientSum,
+        policy: impl Fn(&str) -> Option<ParamGroup>,
+        mark: &mut dyn FnMut(),
+    ) -> (M, Option<Tensor<1>>) {
+        let (table, norm) = self.clip(grads.grads);
         mark();
         let mut updater = Updater {
             optim: self,

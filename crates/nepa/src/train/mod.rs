@@ -1,19 +1,24 @@
 //! Training pieces shared by the native trainer and the browser: the pretraining and
 //! fine-tuning steps, the parameter groups (no decay on biases, norms and LayerScale;
 //! layer-wise depth for fine-tuning), read-back helpers, and, in submodules, this crate's
-//! AdamW (`adamw.rs`) and the learning-rate schedules of docs/nepa.md §4–§5 (`schedule.rs`).
+//! AdamW (`adamw.rs`), the learning-rate schedules of docs/nepa.md §4–§5 (`schedule.rs`),
+//! the steps with gradient accumulation (`step.rs`) and f16 loss scaling (`loss_scale.rs`).
 
 mod adamw;
+mod loss_scale;
 mod schedule;
+mod step;
 
-pub use adamw::{AdamW, AdamWConfig, MAX_STATE_STEP};
+pub use adamw::{AdamW, AdamWConfig, GradientSum, MAX_STATE_STEP};
+pub use loss_scale::{LossScaler, ScaleVerdict};
 pub use schedule::{FinetuneSchedule, llrd_cosine_warmup, warmup_cosine};
+pub use step::{
+    StepOutput, UpdatePlan, embedding_similarity, finetune_step, micro_batches, pretrain_step,
+};
 
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 
-use crate::classifier::NepaClassifier;
 use crate::error::NepaError;
-use crate::model::NepaModel;
 
 /// Learning rate and weight decay of one parameter for one step; `None` freezes it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,28 +53,6 @@ pub fn layer_id(key: &str, num_layers: usize) -> usize {
     }
 }
 
-/// What one training step returns: the updated model, the loss and the gradient norm
-/// (before clipping), both still on the device so the caller chooses when to read them.
-pub struct StepOutput<M> {
-    pub model: M,
-    pub loss: Tensor<1>,
-    pub grad_norm: Option<Tensor<1>>,
-    /// Mean pairwise cosine between the batch's patch embeddings z (pretraining only): near
-    /// 1 means the embeddings collapsed to one vector, the failure stop-grad prevents.
-    pub embedding_similarity: Option<Tensor<1>>,
-    /// The logits of the batch, detached (fine-tuning only): accuracy without a second pass.
-    pub logits: Option<Tensor<2>>,
-}
-
-/// Mean pairwise cosine similarity (self-pairs included) of all patch embeddings in a batch:
-/// `‖mean of unit vectors‖²`, cheap and a direct read of representation collapse.
-pub fn embedding_similarity(input_embedding: Tensor<3>) -> Tensor<1> {
-    let [b, t, d] = input_embedding.dims();
-    let patches = input_embedding.narrow(1, 1, t - 1);
-    let unit = crate::loss::l2_normalize(patches, 1e-12).reshape([b * (t - 1), d]);
-    unit.mean_dim(0).square().sum()
-}
-
 /// A pretraining parameter's group: `lr` everywhere, `weight_decay` except on biases, norms
 /// and LayerScale (docs/nepa.md §4).
 pub fn pretrain_group(key: &str, lr: f64, weight_decay: f64) -> Option<ParamGroup> {
@@ -77,37 +60,6 @@ pub fn pretrain_group(key: &str, lr: f64, weight_decay: f64) -> Option<ParamGrou
         lr,
         weight_decay: if is_no_decay(key) { 0.0 } else { weight_decay },
     })
-}
-
-/// One NEPA pretraining step: forward (with `forward`'s training noise), the prediction loss,
-/// backward, and AdamW at learning rate `lr` with `weight_decay` except on biases, norms and
-/// LayerScale (docs/nepa.md §4).
-pub fn pretrain_step(
-    model: NepaModel,
-    optim: &mut AdamW,
-    pixels: Tensor<4>,
-    lr: f64,
-    weight_decay: f64,
-    forward: &crate::model::ForwardOptions,
-    loss_options: crate::loss::LossOptions,
-) -> StepOutput<NepaModel> {
-    let device = pixels.device();
-    let out = model.forward(pixels, forward);
-    let similarity = embedding_similarity(out.input_embedding.clone().detach());
-    let loss =
-        crate::loss::prediction_loss(out.last_hidden_state, out.input_embedding, loss_options);
-    flush(&device);
-    let grads = loss.backward();
-    flush(&device);
-    let (model, grad_norm) = optim.step(model, &grads, |key| pretrain_group(key, lr, weight_decay));
-    flush(&device);
-    StepOutput {
-        model,
-        loss: loss.detach(),
-        grad_norm,
-        embedding_similarity: Some(similarity),
-        logits: None,
-    }
 }
 
 /// Hands the operations queued so far to the device, without waiting for them
@@ -118,34 +70,6 @@ pub fn pretrain_step(
 /// error here means the device failed; the step's read-back reports it.
 pub(crate) fn flush(device: &Device) {
     let _ = device.flush();
-}
-
-/// One supervised fine-tuning step: cross-entropy against soft targets `[B, classes]`
-/// (smoothed one-hot, or mixed by Mixup/CutMix), backward, AdamW with the per-parameter
-/// `policy` (layer-wise decay, frozen parameters).
-pub fn finetune_step(
-    model: NepaClassifier,
-    optim: &mut AdamW,
-    pixels: Tensor<4>,
-    targets: Tensor<2>,
-    forward: &crate::model::ForwardOptions,
-    policy: impl Fn(&str) -> Option<ParamGroup>,
-) -> StepOutput<NepaClassifier> {
-    let device = pixels.device();
-    let logits = model.forward(pixels, forward);
-    let loss = crate::recipe::soft_target_cross_entropy(logits.clone(), targets);
-    flush(&device);
-    let grads = loss.backward();
-    flush(&device);
-    let (model, grad_norm) = optim.step(model, &grads, policy);
-    flush(&device);
-    StepOutput {
-        model,
-        loss: loss.detach(),
-        grad_norm,
-        embedding_similarity: None,
-        logits: Some(logits.detach()),
-    }
 }
 
 /// Cross-entropy with label smoothing `smoothing` (0 = plain), mean over the batch: the
