@@ -115,6 +115,7 @@ async fn webgpu_finetuning_memory_stays_flat_over_500_steps() {
     use nepa::bench::{seeded_backbone, synthetic_batch};
     use nepa::finetune::{FinetuneMode, FinetuneSettings, Finetuner};
     use nepa::recipe::smooth_one_hot;
+    use nepa::train::UpdatePlan;
     use wasm_bindgen_test::console_log;
 
     ctors();
@@ -137,7 +138,12 @@ async fn webgpu_finetuning_memory_stays_flat_over_500_steps() {
     );
     let mut usage = vec![];
     for step in 0..500 {
-        let out = tuner.step(pixels.clone(), targets.clone(), &ForwardOptions::eval());
+        let out = tuner.step(
+            pixels.clone(),
+            targets.clone(),
+            &ForwardOptions::eval(),
+            UpdatePlan::default(),
+        );
         let loss = out.loss.into_data_async().await.unwrap();
         assert!(loss.convert::<f32>().try_into_vec::<f32>().unwrap()[0].is_finite());
         let m = device
