@@ -14,7 +14,7 @@ use crate::loss::LossOptions;
 use crate::model::{ForwardOptions, NepaModel};
 use crate::precision::Precision;
 use crate::train::{
-    AdamW, LossScaler, ScaleVerdict, UpdatePlan, pretrain_step, read_scalars, warmup_cosine,
+    AdamW, LossScaler, UpdatePlan, pretrain_step, read_scalars, step_verdict, warmup_cosine,
 };
 
 /// Learning rate over the run and the weight decay (none on biases, norms, LayerScale).
@@ -287,16 +287,8 @@ impl Pretrainer {
         let loss = values.next().unwrap_or(f32::NAN);
         let grad_norm = has_norm.then(|| values.next().unwrap_or(f32::NAN));
         let embedding_similarity = has_similarity.then(|| values.next().unwrap_or(f32::NAN));
-        // An f16 overflow under too large a scale is the scaler's to handle: undone, not
-        // counted as a divergence (docs/performance.md §3).
-        let grad_finite = grad_norm.is_none_or(f32::is_finite);
-        let overflow = loss.is_finite()
-            && self.scaler.as_mut().map(|s| s.update(grad_finite)) == Some(ScaleVerdict::Overflow);
-        let verdict = if overflow {
-            StepVerdict::Skip
-        } else {
-            self.guard.check(step, loss, grad_norm)
-        };
+        // An f16 overflow is the scaler's, not a divergence (docs/performance.md §3).
+        let verdict = step_verdict(self.scaler.as_mut(), &mut self.guard, step, loss, grad_norm);
         let outcome = match verdict {
             StepVerdict::Apply => StepOutcome::Applied,
             verdict => {

@@ -19,7 +19,7 @@ use crate::recipe::{
     EvalTransform, MixupConfig, ModelEma, RandAugment, RandomErasing, TrainTransform,
 };
 use crate::rng::SplitMix64;
-use crate::train::{LossScaler, ScaleVerdict, UpdatePlan, argmax_rows, read_f32, read_scalar};
+use crate::train::{LossScaler, UpdatePlan, argmax_rows, read_f32, read_scalar, step_verdict};
 
 /// One step's figures, read back from the device.
 #[derive(Clone, Debug)]
@@ -229,15 +229,8 @@ impl FinetuneRun {
             .zip(&labels)
             .filter(|(p, l)| p == l)
             .count();
-        // An f16 overflow under too large a scale: undone, not a divergence.
-        let grad_finite = grad_norm.is_none_or(f32::is_finite);
-        let overflow = loss.is_finite()
-            && self.scaler.as_mut().map(|s| s.update(grad_finite)) == Some(ScaleVerdict::Overflow);
-        let verdict = if overflow {
-            StepVerdict::Skip
-        } else {
-            self.guard.check(step, loss, grad_norm)
-        };
+        // An f16 overflow is the scaler's, not a divergence (docs/performance.md §3).
+        let verdict = step_verdict(self.scaler.as_mut(), &mut self.guard, step, loss, grad_norm);
         let outcome = match verdict {
             StepVerdict::Apply => {
                 if let Some(ema) = &mut self.ema {

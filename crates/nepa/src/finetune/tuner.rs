@@ -22,7 +22,7 @@ use crate::model::ForwardOptions;
 use crate::recipe::soft_target_cross_entropy;
 use crate::train::{
     AdamW, AdamWConfig, FinetuneSchedule, StepOutput, UpdatePlan, finetune_step, flush,
-    micro_batches, warmup_cosine,
+    micro_batch, micro_batches, warmup_cosine,
 };
 
 enum Optimizer {
@@ -221,14 +221,10 @@ fn lora_step(
     let mut accumulator = GradientsAccumulator::new();
     let (mut losses, mut logits) = (Vec::new(), Vec::new());
     for (start, len) in micro_batches(batch, micro) {
-        let (x, y) = if len == batch {
-            (pixels.clone(), targets.clone())
-        } else {
-            (
-                pixels.clone().narrow(0, start, len),
-                targets.clone().narrow(0, start, len),
-            )
-        };
+        let (x, y) = (
+            micro_batch(&pixels, (start, len)),
+            micro_batch(&targets, (start, len)),
+        );
         let out = model.forward(x, forward);
         let mut loss = soft_target_cross_entropy(out.clone(), y);
         if len != batch {

@@ -5,6 +5,28 @@
 //! update. A step whose gradients overflow is skipped and the scale halved; after
 //! `growth_interval` good steps in a row it doubles.
 
+use crate::guard::{DivergenceGuard, StepVerdict};
+
+/// The verdict on a step of a run with `scaler` (f16) or without one: an overflow under too
+/// large a scale is the scaler's to handle (undone, the scale shrunk, not counted as a
+/// divergence); anything else goes to the divergence `guard`.
+pub fn step_verdict(
+    scaler: Option<&mut LossScaler>,
+    guard: &mut DivergenceGuard,
+    step: usize,
+    loss: f32,
+    grad_norm: Option<f32>,
+) -> StepVerdict {
+    let grad_finite = grad_norm.is_none_or(f32::is_finite);
+    let overflow =
+        loss.is_finite() && scaler.map(|s| s.update(grad_finite)) == Some(ScaleVerdict::Overflow);
+    if overflow {
+        StepVerdict::Skip
+    } else {
+        guard.check(step, loss, grad_norm)
+    }
+}
+
 /// The scale and its schedule.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LossScaler {

@@ -10,10 +10,11 @@ mod schedule;
 mod step;
 
 pub use adamw::{AdamW, AdamWConfig, GradientSum, MAX_STATE_STEP};
-pub use loss_scale::{LossScaler, ScaleVerdict};
+pub use loss_scale::{LossScaler, ScaleVerdict, step_verdict};
 pub use schedule::{FinetuneSchedule, llrd_cosine_warmup, warmup_cosine};
 pub use step::{
-    StepOutput, UpdatePlan, embedding_similarity, finetune_step, micro_batches, pretrain_step,
+    StepOutput, UpdatePlan, embedding_similarity, finetune_step, micro_batch, micro_batches,
+    pretrain_step,
 };
 
 use burn::tensor::{Device, Tensor, TensorData, Transaction};

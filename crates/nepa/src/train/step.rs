@@ -60,6 +60,15 @@ pub fn micro_batches(batch: usize, parts: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// The rows `slice` = `(start, len)` of a batch tensor (the tensor itself when it is all of it).
+pub fn micro_batch<const D: usize>(batch: &Tensor<D>, (start, len): (usize, usize)) -> Tensor<D> {
+    if start == 0 && len == batch.dims()[0] {
+        batch.clone()
+    } else {
+        batch.clone().narrow(0, start, len)
+    }
+}
+
 /// Sum of the unit vectors of a batch's patch embeddings `[1, D]` and how many there are.
 fn unit_embedding_sum(input_embedding: Tensor<3>) -> (Tensor<2>, usize) {
     let [b, t, d] = input_embedding.dims();
@@ -133,12 +142,7 @@ pub fn pretrain_step(
     let batch = pixels.dims()[0];
     let policy = |key: &str| pretrain_group(key, lr, weight_decay);
     let (model, grads, loss, units) = accumulate(model, batch, plan, &policy, |m, start, len| {
-        let x = if len == batch {
-            pixels.clone()
-        } else {
-            pixels.clone().narrow(0, start, len)
-        };
-        let out = m.forward(x, forward);
+        let out = m.forward(micro_batch(&pixels, (start, len)), forward);
         let units = unit_embedding_sum(out.input_embedding.clone().detach());
         let loss =
             crate::loss::prediction_loss(out.last_hidden_state, out.input_embedding, loss_options);
@@ -178,14 +182,10 @@ pub fn finetune_step(
     let batch = pixels.dims()[0];
     let (model, grads, loss, mut logits) =
         accumulate(model, batch, plan, &policy, |m, start, len| {
-            let (x, y) = if len == batch {
-                (pixels.clone(), targets.clone())
-            } else {
-                (
-                    pixels.clone().narrow(0, start, len),
-                    targets.clone().narrow(0, start, len),
-                )
-            };
+            let (x, y) = (
+                micro_batch(&pixels, (start, len)),
+                micro_batch(&targets, (start, len)),
+            );
             let logits = m.forward(x, forward);
             let loss = crate::recipe::soft_target_cross_entropy(logits.clone(), y);
             (loss, logits.detach())
