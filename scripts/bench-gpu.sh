@@ -5,11 +5,13 @@
 # compiles and autotunes every kernel (minutes on an H200 with Vulkan: docs/results/gpu.md), so
 # each nepa row takes minutes; the PyTorch rows seconds.
 #
-#   scripts/bench-gpu.sh           the GPU rows: nepa on Vulkan f32 / f16, Vulkan f32 with
-#                                  gradient checkpointing at batch 256, PyTorch cuda bf16 autocast
-#                                  + SDPA (the official recipe's setting) and PyTorch cuda f32;
-#                                  with NEPA_CUDA=1 (a binary built with --features cuda, see
-#                                  docs/performance.md §1) also nepa cuda f32 / bf16
+#   scripts/bench-gpu.sh           the GPU rows: nepa on Vulkan f32 (a cold kernel cache, then
+#                                  a warm one) / f16, Vulkan f32 with the fused attention
+#                                  kernels, Vulkan f32 with gradient checkpointing at batch
+#                                  256, PyTorch cuda bf16 autocast + SDPA (the official
+#                                  recipe's setting) and PyTorch cuda f32; with NEPA_CUDA=1 (a
+#                                  binary built with --features cuda, see docs/performance.md §1)
+#                                  also nepa cuda f32 / bf16 / bf16 with the fused kernels
 #   scripts/bench-gpu.sh --smoke   a tiny config on Flex (CPU) and PyTorch CPU: checks the script
 #                                  itself, in seconds, on any machine (CI runs it)
 #
@@ -53,6 +55,10 @@ else
   ROW_TIMEOUT=${ROW_TIMEOUT:-300}
 fi
 mkdir -p "$OUT_DIR"
+# nepa's kernel cache (docs/performance.md §1) starts empty in each run, so the first nepa row
+# of a shape is a cold start and the `-warm` row after it a warm one.
+export NEPA_KERNEL_CACHE="$OUT_DIR/kernel-cache"
+rm -rf "$NEPA_KERNEL_CACHE"
 
 # The smoke mode checks whatever binary it is given (the test passes its own build): building
 # here would hide which binary ran, and take minutes on a small CI machine.
@@ -125,8 +131,15 @@ else
   if [ "${NEPA_CUDA:-0}" = 1 ]; then
     row nepa-cuda-f32 "$NEPA" bench --device cuda --precision f32 "${NEPA_MODEL[@]}" "${TIMED[@]}"
     row nepa-cuda-bf16 "$NEPA" bench --device cuda --precision bf16 "${NEPA_MODEL[@]}" "${TIMED[@]}"
+    row nepa-cuda-bf16-fused "$NEPA" bench --device cuda --precision bf16 --attention fused \
+      "${NEPA_MODEL[@]}" "${TIMED[@]}"
   fi
   row nepa-vulkan-f32 "$NEPA" bench --device vulkan --precision f32 "${NEPA_MODEL[@]}" "${TIMED[@]}"
+  # The same row again on the kernel cache the row above filled: its first step is the warm one.
+  row nepa-vulkan-f32-warm "$NEPA" bench --device vulkan --precision f32 "${NEPA_MODEL[@]}" "${TIMED[@]}"
+  # nepa's fused attention kernels (docs/attention.md) beside the decomposed path above.
+  row nepa-vulkan-f32-fused "$NEPA" bench --device vulkan --precision f32 --attention fused \
+    "${NEPA_MODEL[@]}" "${TIMED[@]}"
   row nepa-vulkan-f16 "$NEPA" bench --device vulkan --precision f16 "${NEPA_MODEL[@]}" "${TIMED[@]}"
   # A memory row: batch 256 with checkpointing; few steps keep it short.
   row nepa-vulkan-f32-checkpointing-b256 "$NEPA" bench --device vulkan --precision f32 \

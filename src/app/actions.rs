@@ -3,7 +3,9 @@
 use std::rc::Rc;
 
 use js_sys::Uint8Array;
-use nepa_protocol::{DevicePreference, DownloadLimits, HubModel, Reply, Request, WebError};
+use nepa_protocol::{
+    Attention, DevicePreference, DownloadLimits, HubModel, Reply, Request, WebError,
+};
 use yew::prelude::*;
 
 use crate::app::state::{AppMsg, Loading};
@@ -26,6 +28,15 @@ pub fn preferred_device() -> DevicePreference {
         DevicePreference::AnyAdapter
     } else {
         DevicePreference::Auto
+    }
+}
+
+/// The attention the page's URL asks for: `?attention=fused` takes nepa's fused kernels on
+/// WebGPU; anything else the default.
+pub fn preferred_attention() -> Attention {
+    match platform::url_param("attention").as_deref() {
+        Some("fused") => Attention::Fused,
+        _ => Attention::Decomposed,
     }
 }
 
@@ -53,6 +64,7 @@ pub fn start(engine: &Rc<EngineClient>, dispatch: &Dispatch) {
     engine.send(
         Request::Start {
             device: preferred_device(),
+            attention: preferred_attention(),
         },
         None,
         move |reply, _| common(&d, reply),

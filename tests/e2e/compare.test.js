@@ -13,10 +13,11 @@ const DIST = process.env.NEPA_DIST ?? join(ROOT, 'dist');
 const OUT = join(ROOT, 'target/e2e');
 const NATIVE = join(ROOT, 'tests/fixtures/bench-native-flex.json');
 
-// `useAdapter`: click the page's switch to the software WebGPU adapter it passed over.
-async function runCompare(label, useAdapter) {
+// `useAdapter`: click the page's switch to the software WebGPU adapter it passed over;
+// `fused`: open the page with `?attention=fused` (nepa's fused attention kernels on WebGPU).
+async function runCompare(label, { useAdapter, fused = false }) {
   await withPage(DIST, {}, async ({ page, url }) => {
-    await page.goto(url);
+    await page.goto(fused ? `${url}?attention=fused` : url);
     await page.waitForFunction(() => /WebGPU|CPU/.test(document.getElementById('device')?.textContent ?? ''),
       null, { timeout: 120_000 });
     // On SwiftShader the page picks the CPU (Flex) and offers the adapter.
@@ -63,16 +64,23 @@ async function runCompare(label, useAdapter) {
     const report = JSON.parse(await readFile(file, 'utf8'));
     assert.equal(report.schema, 'nepa-run-report/1');
     assert.equal(report.tool, 'browser');
-    assert.equal(report.backend, label);
+    assert.equal(report.backend, useAdapter ? 'webgpu' : 'browser-flex');
+    // The report names the attention its steps took: the kernels only where asked for, on WebGPU.
+    if (fused) assert.equal(report.attention, 'fused kernels');
+    else assert.doesNotMatch(report.attention, /fused kernels/);
     assert.equal(report.train.loss.length, 20);
     await page.screenshot({ path: join(OUT, `compare-${label}.png`), fullPage: true });
   });
 }
 
 test('Compare page on WebGPU (the switch to the software adapter): same loss curve as native Flex within 1e-5', { timeout: 700_000 }, async () => {
-  await runCompare('webgpu', true);
+  await runCompare('webgpu', { useAdapter: true });
+});
+
+test('Compare page on WebGPU with ?attention=fused (nepa\'s fused kernels): same loss curve as native Flex within 1e-5', { timeout: 700_000 }, async () => {
+  await runCompare('webgpu-fused', { useAdapter: true, fused: true });
 });
 
 test('Compare page on the CPU the page picked over SwiftShader: same loss curve as native Flex within 1e-5', { timeout: 700_000 }, async () => {
-  await runCompare('browser-flex', false);
+  await runCompare('browser-flex', { useAdapter: false });
 });

@@ -2,9 +2,10 @@
 // answers 302 to a second origin (the file host) that serves the bytes with CORS, ETag,
 // X-Repo-Commit, Content-Length and Range; unknown ids and files are 404s with the hub's
 // X-Error-Code. The official NEPA-B-sft id serves a random checkpoint of its shapes (1,000
-// classes) whose head makes five named classes the most probable; the page loads it (?hub=),
-// shows those five classes with their probabilities, loads it a second time from Cache Storage
-// without a request, and keeps it through a missing id, a missing config.json and a model over
+// classes) whose head makes five named classes the most probable, with the official
+// preprocessor_config.json; the page loads it (?hub=), shows those five classes with their
+// probabilities, loads it a second time from Cache Storage without a request, and keeps it
+// through a missing id, a missing config.json, a preprocessor it cannot follow and a model over
 // the download cap.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,6 +52,25 @@ function sftConfig() {
     label2id: Object.fromEntries(names.map((n, i) => [n, i])), torch_dtype: 'float32',
   });
 }
+
+/** The official -sft repositories' test transform: resize to 224 × 224, bilinear, mean/std 0.5. */
+const PREPROCESSOR = JSON.stringify({
+  do_resize: true, size: { height: 224, width: 224 }, resample: 2, do_rescale: true,
+  rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5],
+  image_processor_type: 'ViTImageProcessor',
+});
+/** A transform the page does not follow (a centre crop): refused before the weights. */
+const CROP_PREPROCESSOR = JSON.stringify({ ...JSON.parse(PREPROCESSOR), do_center_crop: true, crop_size: { height: 224, width: 224 } });
+
+/** The hub files (config.json, preprocessor_config.json, weights) kept in Cache Storage. */
+const cachedHubFiles = (page) => page.evaluate(async () => {
+  const files = [];
+  for (const name of await caches.keys()) {
+    const cache = await caches.open(name);
+    for (const request of await cache.keys()) if (request.url.includes('/resolve/')) files.push(request.url.split('/').pop());
+  }
+  return files.sort();
+});
 
 const LARGE_CONFIG = JSON.stringify({
   model_type: 'vit_nepa', hidden_size: 1024, num_hidden_layers: 24, num_attention_heads: 16,
@@ -159,8 +179,17 @@ test('hub ids: the -sft model loads through the redirect, shows its top-5 classe
   const path = join(OUT, 'nepa-b-sft.safetensors');
   const size = await stat(path).then((s) => s.size).catch(() => 0) || await writeNepaB(path, { bias: headBias() });
   const hub = await startHub({
-    [SFT]: { 'config.json': { bytes: Buffer.from(sftConfig()) }, 'model.safetensors': { path, size } },
+    [SFT]: {
+      'config.json': { bytes: Buffer.from(sftConfig()) },
+      'preprocessor_config.json': { bytes: Buffer.from(PREPROCESSOR) },
+      'model.safetensors': { path, size },
+    },
     'test/no-config': { 'model.safetensors': { path, size } },
+    'test/center-crop': {
+      'config.json': { bytes: Buffer.from(sftConfig()) },
+      'preprocessor_config.json': { bytes: Buffer.from(CROP_PREPROCESSOR) },
+      'model.safetensors': { path, size },
+    },
     'test/nepa-large': { 'config.json': { bytes: Buffer.from(LARGE_CONFIG) }, 'model.safetensors': { announce: 1_216_000_000 } },
   });
   try {
@@ -192,8 +221,9 @@ test('hub ids: the -sft model loads through the redirect, shows its top-5 classe
       const loaded = await modelText(page);
       console.log(`loaded in ${Date.now() - started} ms: ${loaded}`);
       assert.match(loaded, /SixAILab\/nepa-base-patch14-224-sft@main: D 768, 12 layers, 12 heads, 224×224 px \/ patch 14 · classifier, 1000 classes/);
-      assert.equal(hub.counts.hub - before.hub, 2, `config.json and model.safetensors resolved once each: ${hub.counts.paths.join(', ')}`);
-      assert.equal(hub.counts.files - before.files, 2, 'both fetched from the file host after the redirect');
+      assert.equal(hub.counts.hub - before.hub, 3, `config.json, preprocessor_config.json and model.safetensors resolved once each: ${hub.counts.paths.join(', ')}`);
+      assert.equal(hub.counts.files - before.files, 3, 'all fetched from the file host after the redirect');
+      assert.deepEqual(await cachedHubFiles(page), ['config.json', 'model.safetensors', 'preprocessor_config.json'], 'all three kept');
       started = Date.now();
       const shown = await topClasses(page);
       console.log(`top-5 in ${Date.now() - started} ms: ${JSON.stringify(shown)}`);
@@ -232,6 +262,14 @@ test('hub ids: the -sft model loads through the redirect, shows its top-5 classe
       await dismiss(page);
       await stays();
 
+      const hubRequests = hub.counts.hub;
+      await loadId(page, 'test/center-crop');
+      assert.deepEqual(await errors(page), ['test/center-crop@main: invalid config: preprocessor_config.json: do_center_crop is true; nepa '
+        + 'reads the resize-only transform of ViTImageProcessor; nothing was loaded; the current model is kept']);
+      assert.equal(hub.counts.hub - hubRequests, 2, `the weights are not requested: ${hub.counts.paths.slice(-2).join(', ')}`);
+      await dismiss(page);
+      await stays();
+
       await loadId(page, 'test/nepa-large');
       const large = await errors(page);
       console.log(`large: ${JSON.stringify(large)}`);
@@ -249,6 +287,7 @@ test('hub ids: the -sft model loads through the redirect, shows its top-5 classe
       await page.click('#cache summary');
       await page.click('#cache .delete-cached');
       await page.waitForFunction(() => !document.querySelector('#cache li.cached'), null, { timeout: 30_000 });
+      assert.deepEqual(await cachedHubFiles(page), [], 'its config.json and preprocessor_config.json go with it');
     });
   } finally {
     hub.close();

@@ -6,17 +6,31 @@
 //! fsync, rename, fsync of the folder) is the unit a crash cannot split. Next to it:
 //! `NAME.optim.safetensors` (AdamW state, written first), `NAME.json` (a readable copy of the
 //! sidecar) and `latest.json` (the sidecar of the newest checkpoint, written last).
+//!
+//! Read as well: a Hugging Face model folder (`config.json`, `model.safetensors`, optionally
+//! `preprocessor_config.json`, as `nepa export --hf` writes and the hub serves) and
+//! `hf:org/name[@revision]`, such a folder downloaded from the hub (src/hub.rs, docs/hub.md).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nepa::NepaConfig;
-use nepa::checkpoint::{CLASSES_METADATA_KEY, metadata_entry, with_metadata};
+use burn::tensor::Device;
+use nepa::checkpoint::{
+    CLASSES_METADATA_KEY, HubConfig, HubPreprocessor, classes_from_metadata, load_classifier,
+    metadata_entry, parse_hf_config, parse_hf_preprocessor_config, with_metadata,
+};
+use nepa::error::NepaError;
+use nepa::image::RgbImage;
+use nepa::{LoadOptions, NepaClassifier, NepaConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::fsio::{MAX_CHECKPOINT_BYTES, MAX_SIDECAR_BYTES, read_capped};
+use crate::hub;
+
+/// The largest `config.json` read (an `id2label` of 100,000 classes fits).
+const MAX_HF_CONFIG_BYTES: u64 = 16 << 20;
 
 /// Safetensors metadata key of the sidecar JSON.
 pub const SIDECAR_METADATA_KEY: &str = "nepa_sidecar";
@@ -191,6 +205,15 @@ pub struct Loaded {
     pub model: Vec<u8>,
     pub optimizer: Option<Vec<u8>>,
     pub path: PathBuf,
+    /// What a Hugging Face model folder's `config.json` and `preprocessor_config.json` say.
+    pub hub: Option<HubFolder>,
+}
+
+/// The files beside `model.safetensors` in a Hugging Face model folder.
+pub struct HubFolder {
+    pub config: HubConfig,
+    /// `None` when the folder has no `preprocessor_config.json`.
+    pub preprocessor: Option<HubPreprocessor>,
 }
 
 fn parse_sidecar(text: &[u8], origin: &Path) -> Result<Sidecar> {
@@ -200,10 +223,19 @@ fn parse_sidecar(text: &[u8], origin: &Path) -> Result<Sidecar> {
     Ok(sidecar)
 }
 
-/// Opens a checkpoint given as a `.safetensors` file, its `.json` sidecar, or a run folder
-/// (its `latest.json`). The sidecar inside the weights file wins over any `.json` copy; a
-/// bare safetensors file (e.g. an official one) has none.
+/// Opens a checkpoint given as a `.safetensors` file, its `.json` sidecar, a run folder
+/// (its `latest.json`), a Hugging Face model folder (`config.json` + `model.safetensors`) or
+/// `hf:org/name[@revision]`. The sidecar inside the weights file wins over any `.json` copy;
+/// a bare safetensors file (e.g. an official one) has none.
 pub fn open(path: &Path) -> Result<Loaded> {
+    if let Some(spec) = hub::hub_spec(path) {
+        let id = hub::HubId::parse(spec)?;
+        let dir = hub::fetch(&id)?;
+        return open_hf_folder(&dir).with_context(|| format!("{id}"));
+    }
+    if path.is_dir() && !path.join("latest.json").exists() && path.join(hub::CONFIG_FILE).exists() {
+        return open_hf_folder(path);
+    }
     let model_path = if path.is_dir() {
         let latest = path.join("latest.json");
         if !latest.exists() {
@@ -247,6 +279,49 @@ pub fn open(path: &Path) -> Result<Loaded> {
         model,
         optimizer,
         path: model_path,
+        hub: None,
+    })
+}
+
+/// Opens a Hugging Face model folder: the architecture from `config.json`, class names from
+/// its `id2label`, the preprocessing from `preprocessor_config.json` when there is one.
+fn open_hf_folder(dir: &Path) -> Result<Loaded> {
+    let config_path = dir.join(hub::CONFIG_FILE);
+    let text = read_capped(&config_path, MAX_HF_CONFIG_BYTES)?;
+    let text = String::from_utf8(text)
+        .with_context(|| format!("{} is not UTF-8 text", config_path.display()))?;
+    let config =
+        parse_hf_config(&text).with_context(|| format!("reading {}", config_path.display()))?;
+    let preprocessor_path = dir.join(hub::PREPROCESSOR_FILE);
+    let preprocessor = if preprocessor_path.exists() {
+        let text = read_capped(&preprocessor_path, MAX_SIDECAR_BYTES)?;
+        let text = String::from_utf8_lossy(&text);
+        Some(
+            parse_hf_preprocessor_config(&text, &config.config)
+                .with_context(|| format!("reading {}", preprocessor_path.display()))?,
+        )
+    } else {
+        None
+    };
+    let model_path = dir.join(hub::WEIGHTS_FILE);
+    if !model_path.exists() {
+        bail!(
+            "{} has a config.json but no {} (nepa reads single-file safetensors weights)",
+            dir.display(),
+            hub::WEIGHTS_FILE
+        );
+    }
+    let model = read_capped(&model_path, MAX_CHECKPOINT_BYTES)
+        .with_context(|| format!("reading checkpoint {}", model_path.display()))?;
+    Ok(Loaded {
+        sidecar: None,
+        model,
+        optimizer: None,
+        path: model_path,
+        hub: Some(HubFolder {
+            config,
+            preprocessor,
+        }),
     })
 }
 
@@ -257,13 +332,63 @@ fn named_model(sidecar_path: &Path) -> Result<PathBuf> {
     Ok(dir.join(sidecar.model_file))
 }
 
-/// The config of a checkpoint: its sidecar's, else its metadata's, else inferred.
+/// The config of a checkpoint: its sidecar's, else its `config.json`'s, else its metadata's,
+/// else inferred.
 pub fn config_of(loaded: &Loaded) -> Result<NepaConfig> {
     if let Some(s) = &loaded.sidecar {
         return Ok(s.config.clone());
     }
+    if let Some(hub) = &loaded.hub {
+        return Ok(hub.config.config.clone());
+    }
     nepa::checkpoint::infer_config(&loaded.model)
         .with_context(|| format!("{}", loaded.path.display()))
+}
+
+/// The classifier of a checkpoint with a head, built with `config` on `device`.
+pub fn classifier_of(
+    loaded: &Loaded,
+    config: &NepaConfig,
+    device: &Device,
+) -> Result<NepaClassifier> {
+    let (model, _) = load_classifier(&loaded.model, config, None, device, LoadOptions::default())
+        .with_context(|| format!("loading {}", loaded.path.display()))?;
+    Ok(model)
+}
+
+/// A classifier's class names (label i = entry i): its sidecar's, else its metadata's, else
+/// its `config.json`'s `id2label`; `None` if it names none.
+pub fn classes_of(loaded: &Loaded) -> Result<Option<Vec<String>>> {
+    if let Some(s) = &loaded.sidecar
+        && !s.classes.is_empty()
+    {
+        return Ok(Some(s.classes.clone()));
+    }
+    if let Some(classes) = classes_from_metadata(&loaded.model)
+        .with_context(|| format!("{}", loaded.path.display()))?
+    {
+        return Ok(Some(classes));
+    }
+    Ok(loaded.hub.as_ref().and_then(|h| h.config.classes.clone()))
+}
+
+/// The image transform a classifier is evaluated with: a Hugging Face folder's
+/// `preprocessor_config.json` (the official transform when it has none, docs/nepa.md §7.2);
+/// for nepa's own checkpoints the fine-tuning recipe's evaluation transform, as `nepa eval`.
+pub fn preprocessing_of(
+    loaded: &Loaded,
+    config: &NepaConfig,
+) -> impl Fn(&RgbImage) -> Result<Vec<f32>, NepaError> {
+    let hub = loaded.hub.as_ref().map(|h| {
+        h.preprocessor
+            .clone()
+            .unwrap_or_else(|| HubPreprocessor::official(config))
+    });
+    let config = config.clone();
+    move |image: &RgbImage| match &hub {
+        Some(preprocessor) => preprocessor.apply(&config, image),
+        None => nepa::finetune::eval_pixels(&config, image),
+    }
 }
 
 #[cfg(test)]

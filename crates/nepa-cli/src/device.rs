@@ -139,6 +139,11 @@ fn auto_choice(wgpu: Result<(Selected, bool)>) -> (Selected, String) {
 
 /// Starts the chosen device and says, on the run's first line, which one and why.
 pub fn select(choice: DeviceChoice) -> Result<Selected> {
+    // Before any device starts: cubecl reads its settings once.
+    let cache = match choice {
+        DeviceChoice::Flex => None,
+        _ => Some(crate::kernel_cache::configure()),
+    };
     let (selected, why) = match choice {
         DeviceChoice::Flex => (flex(), "asked for (--device flex)".to_string()),
         DeviceChoice::Wgpu => (wgpu_device(false)?.0, "asked for (--device wgpu)".into()),
@@ -158,6 +163,12 @@ pub fn select(choice: DeviceChoice) -> Result<Selected> {
         "device: {} — {} — {why}",
         selected.backend, selected.adapter
     );
+    if selected.backend != "flex" {
+        match cache.flatten() {
+            Some(dir) => eprintln!("kernel cache: {} (NEPA_KERNEL_CACHE)", dir.display()),
+            None => eprintln!("kernel cache: cubecl's default folder (no home folder)"),
+        }
+    }
     Ok(selected)
 }
 

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use clap::Args;
 use futures_lite::future::block_on;
 use nepa::LoadOptions;
-use nepa::checkpoint::{load_backbone, load_classifier};
+use nepa::checkpoint::load_backbone;
 use nepa::data::ImageSet;
 use nepa::finetune::evaluate;
 use nepa::probe::{KnnProbe, pooled_features};
@@ -21,7 +21,8 @@ use crate::run::stored_side;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A classifier checkpoint written by `nepa finetune` (or an official -sft file).
+    /// A classifier checkpoint written by `nepa finetune`, an official -sft file or model
+    /// folder, or `hf:org/name[@revision]` (docs/hub.md).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Labelled data: class sub-folders, or idx files.
@@ -47,14 +48,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if !has_head {
         return eval_backbone(&args, &loaded, &config, &data, &device);
     }
-    let (model, _) = load_classifier(
-        &loaded.model,
-        &config,
-        None,
-        &device,
-        LoadOptions::default(),
-    )
-    .with_context(|| format!("loading {}", loaded.path.display()))?;
+    let model = ckpt::classifier_of(&loaded, &config, &device)?;
     if let Some(sidecar) = &loaded.sidecar
         && !sidecar.classes.is_empty()
         && sidecar.classes != data.classes

@@ -27,7 +27,8 @@ pub struct FinetuneArgs {
     /// Labelled data: a folder with one sub-folder per class, or a folder of idx files.
     #[arg(long)]
     pub data: PathBuf,
-    /// Pretrained checkpoint to start from (omit with --from-scratch).
+    /// Pretrained checkpoint to start from (omit with --from-scratch): a checkpoint, a Hugging
+    /// Face model folder, or `hf:org/name[@revision]` (docs/hub.md).
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Start from a random backbone (the baseline for the pretraining gain).

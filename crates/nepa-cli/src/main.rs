@@ -2,12 +2,16 @@
 
 mod bench;
 mod ckpt;
+mod classify;
 mod compute;
 mod data;
 mod device;
 mod eval;
+mod export;
 mod finetune;
 mod fsio;
+mod hub;
+mod kernel_cache;
 mod prefetch;
 mod pretrain;
 mod run;
@@ -45,6 +49,11 @@ enum Command {
     Eval(eval::EvalArgs),
     /// The paper's views for one image and query patch, written as PNGs.
     Visualize(visualize::VisualizeArgs),
+    /// Each image's most likely classes under a classifier (e.g.
+    /// `--checkpoint hf:SixAILab/nepa-base-patch14-224-sft`).
+    Classify(classify::ClassifyArgs),
+    /// Write a checkpoint as a Hugging Face model folder the official code loads.
+    Export(export::ExportArgs),
     /// Time pretraining steps and inference; write a JSON run report.
     Bench(bench::BenchArgs),
     /// Build a small random model and run forward + backward on random images: checks the
@@ -90,6 +99,8 @@ fn run(command: Command) -> Result<()> {
         Command::Finetune(args) => finetune::run(*args),
         Command::Eval(args) => eval::eval(args),
         Command::Visualize(args) => visualize::run(args),
+        Command::Classify(args) => classify::run(args),
+        Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Smoke {
             device,

@@ -19,6 +19,7 @@ use crate::device::{self, DeviceChoice};
 
 #[derive(Args, Debug)]
 pub struct VisualizeArgs {
+    /// A checkpoint, a Hugging Face model folder, or `hf:org/name[@revision]` (docs/hub.md).
     #[arg(long)]
     pub checkpoint: PathBuf,
     #[arg(long)]

@@ -49,11 +49,27 @@ pub enum DevicePreference {
     AnyAdapter,
 }
 
+/// Which attention the engine takes on WebGPU (docs/attention.md): softmax(q·kᵀ)·v with
+/// Burn's operations, the probabilities materialised (the default, the faster one on the
+/// software adapters the tests run on), or nepa's fused kernels (the page's `?attention=fused`).
+/// The CPU (Flex) path is the same under both.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Attention {
+    #[default]
+    Decomposed,
+    Fused,
+}
+
 /// What the page asks of the worker.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Request {
-    /// Starts the compute device; the first request. Answered by [`Reply::Started`].
-    Start { device: DevicePreference },
+    /// Starts the compute device with the attention the engine takes from then on; the first
+    /// request. Answered by [`Reply::Started`].
+    Start {
+        device: DevicePreference,
+        #[serde(default)]
+        attention: Attention,
+    },
     /// Moves to another device: the model is loaded again there (`ModelUpdated`), then
     /// `Started`.
     SwitchDevice { device: DevicePreference },

@@ -80,7 +80,7 @@ pub async fn adapt(
                 trained: base.trained,
                 source: base.source.clone(),
                 name: base.name.clone(),
-                hub_config: base.hub_config.clone(),
+                hub_files: base.hub_files.clone(),
                 // The head was trained on the backbone before adaptation.
                 classifier: None,
             };

@@ -6,7 +6,7 @@ use nepa_protocol::{CachedCheckpoint, HubModel, Reply, WebError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::hub::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::hub::{self, CONFIG_FILE, PREPROCESSOR_FILE, WEIGHTS_FILE};
 use crate::platform::describe;
 
 #[wasm_bindgen(inline_js = r#"
@@ -83,8 +83,11 @@ pub async fn list() -> Result<Reply, WebError> {
         .filter_map(|entry| {
             let pair = js_sys::Array::from(&entry);
             let url = pair.get(0).as_string()?;
-            // A hub model's config.json goes with its weights.
-            if HubModel::from_file_url(&url, CONFIG_FILE).is_some() {
+            // A hub model's config.json and preprocessor_config.json go with its weights.
+            if [CONFIG_FILE, PREPROCESSOR_FILE]
+                .iter()
+                .any(|file| HubModel::from_file_url(&url, file).is_some())
+            {
                 return None;
             }
             Some(CachedCheckpoint {
@@ -97,11 +100,11 @@ pub async fn list() -> Result<Reply, WebError> {
     Ok(Reply::Cache(entries))
 }
 
-/// `DeleteCached`: forgets one entry (a hub model's config.json with its weights), answers
+/// `DeleteCached`: forgets one entry (a hub model's weights with its other files), answers
 /// the new list.
 pub async fn delete(url: &str) -> Result<Reply, WebError> {
     if let Some(model) = HubModel::from_file_url(url, WEIGHTS_FILE) {
-        forget(&model.file_url(CONFIG_FILE)).await;
+        hub::forget(&model).await;
     }
     JsFuture::from(cache_delete(url)).await.map_err(|e| {
         WebError::storage(format!(

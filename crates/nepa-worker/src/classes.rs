@@ -1,9 +1,10 @@
 //! `TopClasses`: the most probable classes of an image under the current model's classifier
-//! head (a hub classifier), with the crate's classification (`class_probabilities`).
+//! head (a hub classifier), with the crate's classification and the model's own
+//! preprocessing (`preprocessor_config.json`: docs/hub.md).
 
 use std::rc::Rc;
 
-use nepa::finetune::class_probabilities;
+use nepa::finetune::class_probabilities_with;
 use nepa::viz::top_k;
 use nepa_protocol::{ClassScore, ImageId, Reply, TOP_CLASSES, TopClasses, WebError};
 
@@ -27,10 +28,11 @@ pub async fn top_classes(
     })?;
     let device = engine.ready_device().await?;
     let upload = engine.image(image)?;
-    let probabilities = class_probabilities(
+    let probabilities = class_probabilities_with(
         &classifier.model,
         &model.config,
         &upload.image,
+        |image| classifier.preprocessor.apply(&model.config, image),
         &device.device,
     )
     .await

@@ -4,7 +4,8 @@
 use std::future::Future;
 use std::rc::Rc;
 
-use nepa_protocol::{Reply, Request, ToWorker, WebError};
+use nepa::kernels::{AttentionMode, set_attention_mode};
+use nepa_protocol::{Attention, Reply, Request, ToWorker, WebError};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 
@@ -24,9 +25,14 @@ pub fn handle(engine: &Rc<Engine>, message: ToWorker, payload: JsValue) {
     let r = Responder::new(message.id);
     let e = engine.clone();
     match message.request {
-        Request::Start { device } | Request::SwitchDevice { device } => {
+        Request::Start { device, attention } => {
+            set_attention_mode(match attention {
+                Attention::Decomposed => AttentionMode::Decomposed,
+                Attention::Fused => AttentionMode::Fused,
+            });
             spawn_local(device::start(e, r, device))
         }
+        Request::SwitchDevice { device } => spawn_local(device::start(e, r, device)),
         Request::LoadDemo => {
             let task = engine.tasks.register(r.id);
             spawn_local(async move {

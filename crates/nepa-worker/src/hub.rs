@@ -1,22 +1,27 @@
-//! Models from a hub by id (docs/web-architecture.md, "Models from a hub"): `config.json`
-//! and `model.safetensors` from `{hub}/{id}/resolve/{revision}/…` (fetch follows the hub's
-//! redirect to its file host), both kept in Cache Storage under their resolve URLs, so the
-//! next load of the same id and revision asks the network nothing.
+//! Models from a hub by id (docs/web-architecture.md, "Models from a hub"): `config.json`,
+//! `preprocessor_config.json` (when the repository has one) and `model.safetensors` from
+//! `{hub}/{id}/resolve/{revision}/…` (fetch follows the hub's redirect to its file host), all
+//! kept in Cache Storage under their resolve URLs, so the next load of the same id and
+//! revision asks the network nothing.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use burn::tensor::Device;
-use nepa::LoadOptions;
-use nepa::checkpoint::{load_classifier, parse_hf_config};
+use nepa::checkpoint::{
+    HubPreprocessor, load_classifier, parse_hf_config, parse_hf_preprocessor_config,
+};
+use nepa::{LoadOptions, NepaConfig, NepaError};
 use nepa_protocol::{DownloadLimits, HubModel, Reply, WebError};
 use web_time::Instant;
 
 use crate::bridge::{ByteProgress, Responder};
-use crate::state::{ComputeDevice, Engine, HubClassifier, LoadedModel};
+use crate::state::{ComputeDevice, Engine, HubClassifier, HubFiles, LoadedModel};
 use crate::tasks::Control;
 use crate::{cache, fetch, models};
 
 pub const CONFIG_FILE: &str = "config.json";
+pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// A `config.json` over this size is not one (21,841 ImageNet-21k labels take about 1 MB).
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
@@ -67,22 +72,33 @@ fn has_head(bytes: &[u8]) -> bool {
         .is_some_and(|header| String::from_utf8_lossy(header).contains("\"classifier.weight\""))
 }
 
-/// Builds a hub model: the architecture from its `config.json`; a classifier (head and
-/// class names) when the config has `id2label` and the file a head, else the backbone.
+/// The classifier's preprocessing: `preprocessor_config.json` as written, else (a repository
+/// without one) `ViTImageProcessor`'s defaults, which are the official transform.
+fn preprocessor(files: &HubFiles, config: &NepaConfig) -> Result<HubPreprocessor, NepaError> {
+    match &files.preprocessor {
+        Some(json) => parse_hf_preprocessor_config(json, config),
+        None => Ok(HubPreprocessor::official(config)),
+    }
+}
+
+/// Builds a hub model: the architecture from its `config.json`; a classifier (head, class
+/// names and preprocessing) when the config has `id2label` and the file a head, else the
+/// backbone.
 pub fn build(
     bytes: &[u8],
     name: &str,
-    json: &Rc<str>,
+    files: &Rc<HubFiles>,
     device: &Device,
 ) -> Result<LoadedModel, WebError> {
-    let hub = parse_hf_config(json)
-        .map_err(|e| WebError::from(e).context(format!("{name}: config.json")))?;
+    let hub = parse_hf_config(&files.config)
+        .map_err(|e| WebError::from(e).context(format!("{name}: {CONFIG_FILE}")))?;
     let Some(classes) = hub.classes.filter(|_| has_head(bytes)) else {
         let mut loaded = models::build(bytes, name, hub.config, device)?;
-        loaded.hub_config = Some(json.clone());
+        loaded.hub_files = Some(files.clone());
         return Ok(loaded);
     };
     let config = hub.config;
+    let preprocessor = preprocessor(files, &config).map_err(|e| WebError::from(e).context(name))?;
     let (classifier, report) = load_classifier(
         bytes,
         &config,
@@ -103,44 +119,57 @@ pub fn build(
         trained: true,
         source: Some(js_sys::Uint8Array::from(bytes)),
         name: name.to_string(),
-        hub_config: Some(json.clone()),
+        hub_files: Some(files.clone()),
         classifier: Some(Rc::new(HubClassifier {
             model: classifier,
             classes,
+            preprocessor,
         })),
     })
 }
 
-/// `config.json` as text, under the limits (and a cap of its own).
-async fn fetch_config(
+/// A hub text file (`config.json`, `preprocessor_config.json`) under the limits (and a cap
+/// of its own); `None` for an optional file the repository does not have (HTTP 404).
+async fn fetch_text(
     model: &HubModel,
+    file: &str,
+    optional: bool,
     limits: DownloadLimits,
     control: &Control,
-) -> Result<String, WebError> {
-    let url = model.file_url(CONFIG_FILE);
+) -> Result<Option<String>, WebError> {
+    let url = model.file_url(file);
     let limits = DownloadLimits {
         cap_bytes: limits.cap_bytes.min(MAX_CONFIG_BYTES),
         ..limits
     };
-    let chunks = fetch::fetch_chunks_or(
+    let absent = Cell::new(false);
+    let fetched = fetch::fetch_chunks_or(
         &url,
         limits,
         control,
         |_, _| {},
-        |status, code| refused(model, CONFIG_FILE, status, code),
+        |status, code| {
+            absent.set(optional && status == 404);
+            refused(model, file, status, code)
+        },
     )
-    .await?;
+    .await;
+    let chunks = match fetched {
+        Err(_) if absent.get() => return Ok(None),
+        fetched => fetched?,
+    };
     let bytes = fetch::into_wasm_memory(&url, &chunks, MAX_CONFIG_BYTES)?;
-    String::from_utf8(bytes).map_err(|_| {
+    let text = String::from_utf8(bytes).map_err(|_| {
         WebError::bad_input(format!(
-            "{}: config.json is not UTF-8 text; {KEPT}",
+            "{}: {file} is not UTF-8 text; {KEPT}",
             model.label()
         ))
-    })
+    })?;
+    Ok(Some(text))
 }
 
-/// The model from Cache Storage, when both its files are kept there; a kept model that
-/// does not load is forgotten (and downloaded again).
+/// The model from Cache Storage, when its files are kept there; a kept model that does not
+/// load is forgotten (and downloaded again).
 async fn from_cache(
     engine: &Engine,
     r: &Responder,
@@ -148,12 +177,21 @@ async fn from_cache(
     device: &ComputeDevice,
     started: Instant,
 ) -> Option<Reply> {
-    let (config_url, weights_url) = (model.file_url(CONFIG_FILE), model.file_url(WEIGHTS_FILE));
-    let config = cache::read(&config_url, || {}).await?;
-    let config: Rc<str> = String::from_utf8(config.to_vec()).ok()?.into();
+    let text = |bytes: js_sys::Uint8Array| String::from_utf8(bytes.to_vec()).ok();
+    let config = text(cache::read(&model.file_url(CONFIG_FILE), || {}).await?)?;
+    // Kept whenever the repository had one.
+    let preprocessor = match cache::read(&model.file_url(PREPROCESSOR_FILE), || {}).await {
+        Some(bytes) => Some(text(bytes)?),
+        None => None,
+    };
+    let files = Rc::new(HubFiles {
+        config,
+        preprocessor,
+    });
+    let weights_url = model.file_url(WEIGHTS_FILE);
     let bytes = cache::read(&weights_url, || r.stage("reading from the browser cache")).await?;
     let name = model.label();
-    match models::load_staged(engine, r, vec![bytes], &name, Some(&config), &device.device).await {
+    match models::load_staged(engine, r, vec![bytes], &name, Some(&files), &device.device).await {
         Ok(loaded) => Some(Reply::ModelReady(models::install(
             engine,
             loaded,
@@ -161,15 +199,22 @@ async fn from_cache(
             true,
         ))),
         Err(_) => {
-            cache::forget(&weights_url).await;
-            cache::forget(&config_url).await;
+            forget(model).await;
             None
         }
     }
 }
 
-/// `LoadHub`: from Cache Storage when kept there; else `config.json` (checked before the
-/// weights are downloaded), then `model.safetensors` with progress, then both are kept.
+/// Forgets every file of `model` kept in Cache Storage.
+pub async fn forget(model: &HubModel) {
+    for file in [CONFIG_FILE, PREPROCESSOR_FILE, WEIGHTS_FILE] {
+        cache::forget(&model.file_url(file)).await;
+    }
+}
+
+/// `LoadHub`: from Cache Storage when kept there; else `config.json` and
+/// `preprocessor_config.json` (both checked before the weights are downloaded), then
+/// `model.safetensors` with progress, then all are kept.
 pub async fn load_hub(
     engine: Rc<Engine>,
     r: Responder,
@@ -183,12 +228,26 @@ pub async fn load_hub(
         return Ok(reply);
     }
     let name = model.label();
-    r.stage(format!("{name}: reading config.json"));
-    let config: Rc<str> = fetch_config(&model, limits, &control).await?.into();
-    parse_hf_config(&config).map_err(|e| {
-        let e = WebError::from(e).context(format!("{name}: config.json"));
+    let unusable = |what: String, e: NepaError| {
+        let e = WebError::from(e).context(what);
         WebError::new(e.kind, format!("{}; {KEPT}", e.message))
-    })?;
+    };
+    r.stage(format!("{name}: reading {CONFIG_FILE}"));
+    let config = fetch_text(&model, CONFIG_FILE, false, limits, &control)
+        .await?
+        .unwrap_or_default();
+    let hub =
+        parse_hf_config(&config).map_err(|e| unusable(format!("{name}: {CONFIG_FILE}"), e))?;
+    r.stage(format!("{name}: reading {PREPROCESSOR_FILE}"));
+    let preprocessor = fetch_text(&model, PREPROCESSOR_FILE, true, limits, &control).await?;
+    let files = Rc::new(HubFiles {
+        config,
+        preprocessor,
+    });
+    if hub.classes.is_some() {
+        // Its errors name the file.
+        self::preprocessor(&files, &hub.config).map_err(|e| unusable(name.clone(), e))?;
+    }
     let weights_url = model.file_url(WEIGHTS_FILE);
     let progress = ByteProgress::new(r, "downloading");
     let chunks = fetch::fetch_chunks_or(
@@ -200,12 +259,19 @@ pub async fn load_hub(
     )
     .await?;
     let loaded =
-        models::load_staged(&engine, &r, chunks, &name, Some(&config), &device.device).await?;
+        models::load_staged(&engine, &r, chunks, &name, Some(&files), &device.device).await?;
     let load_ms = Some(started.elapsed().as_secs_f64() * 1e3);
     let info = models::install(&engine, loaded, load_ms, false);
     if let Some(source) = engine.model()?.source.clone() {
-        let config_bytes = js_sys::Uint8Array::from(config.as_bytes());
-        cache::keep(&model.file_url(CONFIG_FILE), &config_bytes).await;
+        let keep_text = |file: &str, text: &str| {
+            let url = model.file_url(file);
+            let bytes = js_sys::Uint8Array::from(text.as_bytes());
+            async move { cache::keep(&url, &bytes).await }
+        };
+        keep_text(CONFIG_FILE, &files.config).await;
+        if let Some(json) = &files.preprocessor {
+            keep_text(PREPROCESSOR_FILE, json).await;
+        }
         cache::keep(&weights_url, &source).await;
     }
     Ok(Reply::ModelReady(info))

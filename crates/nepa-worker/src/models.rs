@@ -11,7 +11,7 @@ use wasm_bindgen::JsValue;
 use web_time::Instant;
 
 use crate::bridge::{self, ByteProgress, Responder};
-use crate::state::{ComputeDevice, Engine, LoadedModel};
+use crate::state::{ComputeDevice, Engine, HubFiles, LoadedModel};
 use crate::tasks::Control;
 use crate::{cache, fetch, files, hub, platform};
 
@@ -33,7 +33,7 @@ pub fn untrained_model(device: &Device) -> Result<LoadedModel, WebError> {
         trained: false,
         source: None,
         name: "untrained".into(),
-        hub_config: None,
+        hub_files: None,
         classifier: None,
     })
 }
@@ -72,7 +72,7 @@ pub fn build(
         trained: true,
         source: Some(js_sys::Uint8Array::from(bytes)),
         name: name.to_string(),
-        hub_config: None,
+        hub_files: None,
         classifier: None,
     })
 }
@@ -82,11 +82,11 @@ pub fn build(
 pub fn load_checkpoint(
     bytes: &[u8],
     name: &str,
-    hub_config: Option<&Rc<str>>,
+    hub_files: Option<&Rc<HubFiles>>,
     device: &Device,
 ) -> Result<LoadedModel, WebError> {
-    if let Some(json) = hub_config {
-        return hub::build(bytes, name, json, device);
+    if let Some(files) = hub_files {
+        return hub::build(bytes, name, files, device);
     }
     let config = infer_config(bytes).map_err(|e| WebError::from(e).context(name))?;
     build(bytes, name, config, device)
@@ -106,18 +106,18 @@ fn free_for(engine: &Engine, bytes: usize) -> Option<Previous> {
     Some((
         previous.source.clone(),
         previous.name.clone(),
-        previous.hub_config.clone(),
+        previous.hub_files.clone(),
     ))
 }
 
-/// What it takes to build a freed model again: its bytes, name and hub config.
-type Previous = (Option<js_sys::Uint8Array>, String, Option<Rc<str>>);
+/// What it takes to build a freed model again: its bytes, name and hub files.
+type Previous = (Option<js_sys::Uint8Array>, String, Option<Rc<HubFiles>>);
 
 /// After a failed large load: the freed model again, from its checkpoint, same version.
 fn rebuild(engine: &Engine, previous: Previous, device: &Device) -> String {
-    let (source, name, hub_config) = previous;
+    let (source, name, hub_files) = previous;
     let rebuilt = match &source {
-        Some(bytes) => load_checkpoint(&bytes.to_vec(), &name, hub_config.as_ref(), device),
+        Some(bytes) => load_checkpoint(&bytes.to_vec(), &name, hub_files.as_ref(), device),
         None => untrained_model(device),
     };
     match rebuilt {
@@ -138,14 +138,14 @@ pub async fn load_staged(
     r: &Responder,
     chunks: Vec<js_sys::Uint8Array>,
     name: &str,
-    hub_config: Option<&Rc<str>>,
+    hub_files: Option<&Rc<HubFiles>>,
     device: &Device,
 ) -> Result<LoadedModel, WebError> {
     let size: u64 = chunks.iter().map(|c| u64::from(c.length())).sum();
     r.progress(Progress::counted("parsing", 0, Some(size)));
     platform::sleep(0).await;
     let freed = free_for(engine, size as usize);
-    let loaded = parse_and_build(r, &chunks, name, hub_config, device).await;
+    let loaded = parse_and_build(r, &chunks, name, hub_files, device).await;
     match (loaded, freed) {
         (Ok(model), _) => Ok(model),
         (Err(e), Some(previous)) => Err(WebError::new(
@@ -160,7 +160,7 @@ async fn parse_and_build(
     r: &Responder,
     chunks: &[js_sys::Uint8Array],
     name: &str,
-    hub_config: Option<&Rc<str>>,
+    hub_files: Option<&Rc<HubFiles>>,
     device: &Device,
 ) -> Result<LoadedModel, WebError> {
     let bytes = fetch::into_wasm_memory(name, chunks, files::MAX_FILE_BYTES)?;
@@ -168,7 +168,7 @@ async fn parse_and_build(
     let bad = |e: WebError| e.context("checkpoint does not fit");
     r.stage("uploading to the device");
     platform::sleep(0).await;
-    load_checkpoint(&bytes, name, hub_config, device).map_err(bad)
+    load_checkpoint(&bytes, name, hub_files, device).map_err(bad)
 }
 
 /// Makes `model` current and describes it.
@@ -342,7 +342,7 @@ pub fn reload_on_device(engine: &Engine, r: &Responder, device: &ComputeDevice) 
         Some(bytes) => load_checkpoint(
             &bytes.to_vec(),
             &current.name,
-            current.hub_config.as_ref(),
+            current.hub_files.as_ref(),
             &device.device,
         ),
         None => untrained_model(&device.device),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use burn::tensor::Device;
+use nepa::checkpoint::HubPreprocessor;
 use nepa::image::RgbImage;
 use nepa::viz::Analysis;
 use nepa::{NepaClassifier, NepaConfig, NepaModel};
@@ -35,17 +36,25 @@ pub struct LoadedModel {
     /// for the rest of the session.
     pub source: Option<js_sys::Uint8Array>,
     pub name: String,
-    /// The hub `config.json` it was built with (loading it again uses it, not the shapes).
-    pub hub_config: Option<Rc<str>>,
+    /// The hub files it was built with (loading it again uses them, not the shapes).
+    pub hub_files: Option<Rc<HubFiles>>,
     /// The classifier of a hub model with `id2label`; `model` is its backbone (the same
     /// tensors, not a copy).
     pub classifier: Option<Rc<HubClassifier>>,
 }
 
-/// A hub classifier and its class names (label i = entry i).
+/// A hub model's `config.json` and, when its repository has one, `preprocessor_config.json`.
+pub struct HubFiles {
+    pub config: String,
+    pub preprocessor: Option<String>,
+}
+
+/// A hub classifier, its class names (label i = entry i) and its own preprocessing (from
+/// `preprocessor_config.json`; docs/hub.md).
 pub struct HubClassifier {
     pub model: NepaClassifier,
     pub classes: Vec<String>,
+    pub preprocessor: HubPreprocessor,
 }
 
 /// A fine-tuned (or restored) classifier.

@@ -491,7 +491,7 @@ pub const PROBE_DESCRIPTION: &str = "closed-form probe: pixel i (CHW) = ((37 i) 
 /// inference runs take: nepa's fused kernels (`kernels::takes_fused_kernels`), else
 /// `takes_fused_attention`.
 fn attention_label(precision: Precision, device: &Device) -> String {
-    if precision == Precision::F32 && crate::kernels::takes_fused_kernels(device) {
+    if crate::kernels::takes_fused_kernels(device) {
         return "fused kernels".into();
     }
     let form = |autodiff| match takes_fused_attention(precision, autodiff, false) {

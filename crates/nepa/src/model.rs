@@ -9,7 +9,8 @@ use crate::config::{Activation, NepaConfig};
 use crate::error::NepaError;
 use crate::forward_tables::{GridTables, TableCache, attention_scale};
 use crate::kernels::{
-    attention_inference, attention_softmax, fused_attention, gelu, layer_norm, rotate_patches,
+    attention_inference, attention_softmax, fused_attention, fused_kernels_take, gelu, layer_norm,
+    rotate_patches,
 };
 use crate::precision::Precision;
 use crate::rng::SplitMix64;
@@ -292,16 +293,19 @@ impl NepaAttention {
         // elsewhere Burn's `attention` op, which with nepa's explicit scale takes Burn's
         // decomposed path (docs/performance.md §8). When it applies: `takes_fused_attention`.
         let causal_mask = causal.then_some(&tables.causal_mask);
-        // On the cubecl backends in f32, nepa's fused kernels, training included: the
-        // probabilities are never materialised (docs/attention.md §Fused attention).
-        let (q, k, v) = if !keep_probs && precision == Precision::F32 {
+        // On the cubecl backends, nepa's fused kernels, training included: the probabilities
+        // are never materialised (docs/attention.md §Fused attention). Under mixed precision
+        // q, k, v and the output are in the products' type (f16, bf16).
+        let (q, k, v) = if !keep_probs && fused_kernels_take(&q) {
+            let [q, k, v] = [q, k, v].map(|x| precision.down(x));
             match fused_attention(q, k, v, causal) {
                 Ok(context) => {
-                    let context = context.swap_dims(1, 2).reshape([b, t, d]);
+                    let context = precision.up(context).swap_dims(1, 2).reshape([b, t, d]);
                     return (self.output.forward_in(context, precision), None);
                 }
+                // Not reached: the kernels take every float type `fused_kernels_take` saw.
                 Err(inputs) => {
-                    let [q, k, v] = *inputs;
+                    let [q, k, v] = inputs.map(|x| precision.up(x));
                     (q, k, v)
                 }
             }

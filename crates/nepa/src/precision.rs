@@ -87,14 +87,16 @@ impl Precision {
         }
     }
 
-    fn down<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+    /// `x` in the products' type (f32 stays f32).
+    pub(crate) fn down<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self.product_dtype() {
             Some(dtype) => x.cast(dtype),
             None => x,
         }
     }
 
-    fn up<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+    /// `x` back in f32.
+    pub(crate) fn up<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self.product_dtype() {
             Some(_) => x.cast(FloatDType::F32),
             None => x,

@@ -283,3 +283,56 @@ fn burns_unscaled_attention_op_agrees() {
         println!("{name}: {ms:.1} ms per call ([2, 3, {t}, {d}], causal, read back)");
     }
 }
+
+/// f16 inputs go through the same kernels (f32 tiles, softmax and accumulators; f16 loads and
+/// stores). Compared with the f32 decomposed path on the same values (the f16 inputs widened),
+/// what is left is the rounding of the f16 outputs: half an f16 ulp, 2⁻¹¹ of the largest value.
+/// The stated bound is twice that: max |Δ| ≤ 2⁻¹⁰ · max |reference| (docs/attention.md).
+#[test]
+fn f16_inputs_match_f32_within_half_precision() {
+    use burn::tensor::DType;
+
+    let _serial = serial();
+    let device = device().autodiff();
+    let bound = |reference: &[f32]| reference.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 1024.0;
+    let d = 64;
+    let scale = 1.0 / (d as f32).sqrt();
+    for t in LENGTHS {
+        let [q, k, v] = inputs(t, d, &device).map(|x| x.cast(DType::F16));
+        let weights =
+            Tensor::<4>::random(q.dims(), Distribution::Normal(0.0, 1.0), &device).cast(DType::F16);
+        for causal in [true, false] {
+            let run = |half: bool| {
+                let widen = |x: &Tensor<4>| {
+                    let x = x.clone().detach();
+                    if half { x } else { x.cast(DType::F32) }
+                };
+                let [q, k, v] = [&q, &k, &v].map(|x| widen(x).require_grad());
+                let out = if half {
+                    flash_attention(q.clone(), k.clone(), v.clone(), causal, scale)
+                        .unwrap_or_else(|_| panic!("wgpu f16 tensors take the fused kernels"))
+                } else {
+                    decomposed(q.clone(), k.clone(), v.clone(), causal, scale)
+                };
+                assert_eq!(out.dtype(), if half { DType::F16 } else { DType::F32 });
+                let grads = (out.clone() * widen(&weights)).sum().backward();
+                let [dq, dk, dv] = [q, k, v].map(|x| values(x.grad(&grads).expect("a gradient")));
+                [values(out), dq, dk, dv]
+            };
+            let (ours, reference) = (run(true), run(false));
+            for (name, (a, b)) in ["out", "dq", "dk", "dv"]
+                .iter()
+                .zip(ours.iter().zip(&reference))
+            {
+                let (diff, bound) = (max_diff(a, b), bound(b));
+                println!(
+                    "f16 t {t} causal {causal}: {name} max |Δ| {diff:.2e} (bound {bound:.2e})"
+                );
+                assert!(
+                    diff <= bound,
+                    "f16 t {t} causal {causal}: {name} max |Δ| {diff:e} > {bound:e}"
+                );
+            }
+        }
+    }
+}

@@ -1,4 +1,7 @@
-//! Per-layer parity with the independent PyTorch reference (tests/reference/), on Flex.
+//! Per-layer parity with the independent PyTorch reference (tests/reference/), on Flex, and
+//! (with the `cube` feature) on wgpu with nepa's fused attention kernels: there every forward
+//! pass without the attention maps (ẑ with rescaled RoPE, the loss and its gradients, the
+//! classifier's inference) takes the kernels (docs/attention.md).
 //!
 //! Every tensor the reference saved is matched relative to its own scale: max |Δ| ≤
 //! `REL` × max |reference| + `FLOOR` (the loss: `LOSS_TOL` absolute): z, each layer's output,
@@ -32,6 +35,8 @@ use nepa::{
 /// (x86-64, 2026-12-06, `cargo test --workspace --test parity -- --nocapture`): at most
 /// 3.2e-6 over every tensor of the seven fixtures (a gradient of causal_swiglu_4x3), 1.1e-6
 /// over the forward outputs; this is about ten times that.
+/// On wgpu (lavapipe) with the fused attention kernels: at most 2.2e-6 (a gradient of
+/// causal_swiglu_4x3), 1.2e-6 over the forward outputs (2026-12-07, same command).
 const REL: f32 = 3e-5;
 /// Absolute floor, for a tensor whose reference values are all (nearly) zero; the smallest
 /// reference gradient peaks at 2.3e-3, where this is 4e-7 of it.
@@ -52,9 +57,10 @@ fn assert_rel(what: &str, actual: (Vec<usize>, Vec<f32>), expected: (Vec<usize>,
     rel
 }
 
-fn check_fixture(name: &str) {
+/// `plain`: the device without autodiff (the classifier's inference path).
+fn check_fixture(name: &str, plain: &Device) {
     let fx = Fixture::load(name);
-    let device = Device::flex().autodiff();
+    let device = plain.clone().autodiff();
     let (backbone, logits_model) = if fx.num_labels > 0 {
         let (model, report) = load_classifier(
             &fx.model_bytes,
@@ -178,7 +184,7 @@ fn check_fixture(name: &str) {
 
     check_no_stop_grad(&fx, &backbone, &device);
     if fx.num_labels > 0 {
-        check_classifier_inference(&fx);
+        check_classifier_inference(&fx, plain);
     }
 }
 
@@ -218,7 +224,7 @@ fn check_no_stop_grad(fx: &Fixture, backbone: &NepaModel, device: &Device) {
 /// config and class names from its metadata (as `nepa finetune` and the page write them),
 /// `load_classifier` on a plain Flex device, the eval forward, the class probabilities
 /// (softmax, as `nepa::finetune::class_probabilities`) and the predicted class.
-fn check_classifier_inference(fx: &Fixture) {
+fn check_classifier_inference(fx: &Fixture, device: &Device) {
     let name = &fx.name;
     let classes: Vec<String> = (0..fx.num_labels).map(|i| format!("class {i}")).collect();
     let bytes = with_metadata(
@@ -236,12 +242,11 @@ fn check_classifier_inference(fx: &Fixture) {
     assert_eq!(config, fx.config, "{name}: the stored config");
     let stored = classes_from_metadata(&bytes).unwrap().unwrap();
     assert_eq!(stored, classes);
-    let device = Device::flex();
     let (model, report) = load_classifier(
         &bytes,
         &config,
         Some(stored.len()),
-        &device,
+        device,
         LoadOptions::default(),
     )
     .unwrap();
@@ -251,7 +256,7 @@ fn check_classifier_inference(fx: &Fixture) {
         "{name}: a classifier is bidirectional"
     );
 
-    let pixels = fx.tensor::<4>("input.pixel_values", &device);
+    let pixels = fx.tensor::<4>("input.pixel_values", device);
     // The backbone's outputs on the way, then the logits as evaluation computes them.
     let (_, output) = model.forward_with_output(pixels.clone(), &ForwardOptions::eval());
     assert_rel(
@@ -314,9 +319,42 @@ macro_rules! parity_tests {
         $(
             #[test]
             fn $name() {
-                check_fixture(stringify!($name));
+                check_fixture(stringify!($name), &Device::flex());
             }
         )*
+
+        /// The same fixtures on wgpu (Mesa lavapipe on a CPU-only machine) with
+        /// `--attention fused`: the bounds above hold with nepa's kernels in every layer.
+        #[cfg(feature = "cube")]
+        mod wgpu_fused_attention {
+            use super::*;
+            use nepa::kernels::{AttentionMode, fused_attention_calls, set_attention_mode};
+
+            fn device() -> Device {
+                static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+                DEVICE
+                    .get_or_init(|| {
+                        Device::wgpu_options().init().expect(
+                            "no wgpu adapter: install mesa-vulkan-drivers (lavapipe) or run on a GPU",
+                        )
+                    })
+                    .clone()
+            }
+
+            $(
+                #[test]
+                fn $name() {
+                    // Only this module's tests run on wgpu; Flex ignores the mode.
+                    set_attention_mode(AttentionMode::Fused);
+                    let calls = fused_attention_calls();
+                    check_fixture(stringify!($name), &device());
+                    assert!(
+                        fused_attention_calls() > calls,
+                        "the fused kernels were not taken"
+                    );
+                }
+            )*
+        }
     };
 }
 

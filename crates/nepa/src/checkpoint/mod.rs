@@ -26,8 +26,8 @@ pub use export::{
     classifier_to_safetensors_async, metadata_entry, to_safetensors_async, with_metadata,
 };
 pub use hf::{
-    HubConfig, MAX_HF_LABELS, hf_architecture, hf_config_json, hf_preprocessor_config_json,
-    parse_hf_config,
+    HubConfig, HubPreprocessor, MAX_HF_LABELS, Resample, hf_architecture, hf_config_json,
+    hf_preprocessor_config_json, parse_hf_config, parse_hf_preprocessor_config,
 };
 pub use infer::{classes_from_metadata, config_from_metadata, infer_config};
 

@@ -15,8 +15,8 @@ mod tuner;
 
 pub use crate::guard::StepOutcome;
 pub use run::{
-    FinetuneRecord, FinetuneRun, class_probabilities, eval_pixels, evaluate, mixup_config,
-    train_transform,
+    FinetuneRecord, FinetuneRun, class_probabilities, class_probabilities_with, eval_pixels,
+    evaluate, mixup_config, train_transform,
 };
 pub use tuner::Finetuner;
 

@@ -349,9 +349,27 @@ pub async fn class_probabilities(
     image: &RgbImage,
     device: &Device,
 ) -> Result<Vec<f32>, NepaError> {
-    let pixels = build_batch(&[image], config.image_size, |image, _, _| {
-        eval_pixels(config, image)
-    })?;
+    class_probabilities_with(
+        model,
+        config,
+        image,
+        |image| eval_pixels(config, image),
+        device,
+    )
+    .await
+}
+
+/// As [`class_probabilities`], with the model's own preprocessing: `pixels` turns the image
+/// into CHW values of the model's size (e.g. a hub model's `preprocessor_config.json`,
+/// `crate::checkpoint::HubPreprocessor`).
+pub async fn class_probabilities_with(
+    model: &NepaClassifier,
+    config: &NepaConfig,
+    image: &RgbImage,
+    pixels: impl Fn(&RgbImage) -> Result<Vec<f32>, NepaError>,
+    device: &Device,
+) -> Result<Vec<f32>, NepaError> {
+    let pixels = build_batch(&[image], config.image_size, |image, _, _| pixels(image))?;
     let logits = model.forward(Tensor::from_data(pixels, device), &ForwardOptions::eval());
     read_f32(burn::tensor::activation::softmax(logits, 1)).await
 }

@@ -55,8 +55,9 @@ pub fn set_attention_mode(mode: AttentionMode) {
     FUSED.store(mode == AttentionMode::Fused, Ordering::Relaxed);
 }
 
-/// Attention through nepa's fused kernels when the mode says so and q, k and v are f32
-/// tensors of a cubecl backend; `Err` hands the inputs back for any other path.
+/// Attention through nepa's fused kernels when the mode says so and q, k and v are float
+/// tensors (f32, f16, bf16) of a cubecl backend; `Err` hands the inputs back for any other
+/// path.
 #[cfg(feature = "cube")]
 pub fn fused_attention(
     q: Tensor<4>,
@@ -70,16 +71,27 @@ pub fn fused_attention(
     super::flash::flash_attention(q, k, v, causal, 1.0)
 }
 
-/// Whether f32 attention on `device` takes nepa's fused kernels (the mode is fused and the
-/// device a cubecl one).
+/// Whether attention on `device` takes nepa's fused kernels (the mode is fused and the device
+/// a cubecl one).
 #[cfg(feature = "cube")]
 pub fn takes_fused_kernels(device: &burn::tensor::Device) -> bool {
     attention_mode() == AttentionMode::Fused
         && super::flash::on_cube(&Tensor::<1>::zeros([1], device).into_dispatch())
 }
 
+/// Whether attention over `q` (and k, v of its kind) takes nepa's fused kernels.
+#[cfg(feature = "cube")]
+pub fn fused_kernels_take(q: &Tensor<4>) -> bool {
+    attention_mode() == AttentionMode::Fused && super::flash::on_cube(&q.clone().into_dispatch())
+}
+
 #[cfg(not(feature = "cube"))]
 pub fn takes_fused_kernels(_device: &burn::tensor::Device) -> bool {
+    false
+}
+
+#[cfg(not(feature = "cube"))]
+pub fn fused_kernels_take(_q: &Tensor<4>) -> bool {
     false
 }
 

@@ -1,5 +1,6 @@
 //! GELU on Flex through nepa's kernel (`gelu_math`), with its own backward pass under autodiff;
-//! every other backend gets Burn's `gelu` (docs/performance.md §8).
+//! every other backend gets Burn's `gelu` for inference and the erf form written with tensor
+//! operations under autodiff (docs/performance.md §8).
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -24,8 +25,24 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
             true => tracked::<BalancedCheckpointing>(t),
             false => tracked::<NoCheckpointing>(t),
         },
-        activation::gelu,
+        other_backends,
     )
+}
+
+/// GELU off Flex. Burn's `gelu` computes the erf form, but Burn 0.22.1's backward for it (the
+/// default `ActivationOps::gelu_backward`, which the cubecl backends keep) is the derivative
+/// of the tanh approximation: on wgpu the PyTorch parity fixtures' gradients were 1e-3 off
+/// (relative) with it. Under autodiff the erf form is written out, x·½(1 + erf(x/√2)), so that
+/// autodiff takes erf's exact derivative (2/√π·e^(−x²)); fusion runs it as one kernel.
+fn other_backends<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !x.is_autodiff() {
+        return activation::gelu(x);
+    }
+    let cdf = (x.clone() * std::f32::consts::FRAC_1_SQRT_2)
+        .erf()
+        .add_scalar(1.0)
+        .mul_scalar(0.5);
+    x * cdf
 }
 
 /// GELU of an f32 tensor (`unary_on_flex` passes only those), in its buffer when nothing else

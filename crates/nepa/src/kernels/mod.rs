@@ -20,8 +20,8 @@ mod softmax_math;
 
 pub use adamw::{AdamWStep, adamw_update};
 pub use attention::{
-    AttentionMode, attention_inference, attention_mode, fused_attention, set_attention_mode,
-    takes_fused_kernels,
+    AttentionMode, attention_inference, attention_mode, fused_attention, fused_kernels_take,
+    set_attention_mode, takes_fused_kernels,
 };
 #[cfg(feature = "cube")]
 pub use flash::{flash_attention, fused_attention_calls};

@@ -35,20 +35,21 @@ fn p_and_ds(
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-pub fn flash_backward_kv(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    dout: &[f32],
+pub fn flash_backward_kv<F: Float>(
+    q: &[F],
+    k: &[F],
+    v: &[F],
+    dout: &[F],
     lse: &[f32],
     delta: &[f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
+    dk: &mut [F],
+    dv: &mut [F],
     seq: usize,
     scale: f32,
     #[comptime] b: usize,
     #[comptime] d: usize,
     #[comptime] causal: bool,
+    #[define(F)] _dtype: ElemType,
 ) {
     let x = UNIT_POS_X as usize;
     let y = UNIT_POS_Y as usize;
@@ -121,8 +122,8 @@ pub fn flash_backward_kv(
         for a in 0..cols {
             let col = a * b + x;
             if col < d {
-                dk[base + key * d + col] = dk_acc[a] * scale;
-                dv[base + key * d + col] = dv_acc[a];
+                dk[base + key * d + col] = F::cast_from(dk_acc[a] * scale);
+                dv[base + key * d + col] = F::cast_from(dv_acc[a]);
             }
         }
     }
@@ -130,19 +131,20 @@ pub fn flash_backward_kv(
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-pub fn flash_backward_q(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    dout: &[f32],
+pub fn flash_backward_q<F: Float>(
+    q: &[F],
+    k: &[F],
+    v: &[F],
+    dout: &[F],
     lse: &[f32],
     delta: &[f32],
-    dq: &mut [f32],
+    dq: &mut [F],
     seq: usize,
     scale: f32,
     #[comptime] b: usize,
     #[comptime] d: usize,
     #[comptime] causal: bool,
+    #[define(F)] _dtype: ElemType,
 ) {
     let x = UNIT_POS_X as usize;
     let y = UNIT_POS_Y as usize;
@@ -194,7 +196,7 @@ pub fn flash_backward_q(
         for a in 0..cols {
             let col = a * b + x;
             if col < d {
-                dq[base + query * d + col] = dq_acc[a] * scale;
+                dq[base + query * d + col] = F::cast_from(dq_acc[a] * scale);
             }
         }
     }

@@ -3,9 +3,10 @@
 //! (docs/attention.md §Fused attention).
 
 use burn::backend::TensorMetadata;
+use burn::backend::cubecl::dtype_to_elem_type;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::tensor::{DType, Shape};
+use burn::tensor::{DType, FloatDType, Shape};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
@@ -27,14 +28,14 @@ fn tile_size(client: &Client, d: usize, tiles: usize, extra: impl Fn(usize) -> u
         .unwrap_or(2)
 }
 
-fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
-    let handle = like.client.empty(shape.num_elements() * 4);
+fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
+    let handle = like.client.empty(shape.num_elements() * dtype.size());
     CubeTensor::new_contiguous(
         like.client.clone(),
         like.device.clone(),
         shape,
         handle,
-        DType::F32,
+        dtype,
     )
 }
 
@@ -54,9 +55,10 @@ impl FlashAttentionOps for CubeBackend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
         let (bh, seq, d) = dims(&q);
-        let out = empty(&q, q.shape());
+        let dtype = q.dtype;
+        let out = empty(&q, q.shape(), dtype);
         let [b0, h, _, _] = q.shape().dims::<4>();
-        let lse = empty(&q, Shape::new([b0, h, seq]));
+        let lse = empty(&q, Shape::new([b0, h, seq]), DType::F32);
         let client = q.client.clone();
         let b = tile_size(&client, d, 3, |b| b * b);
         flash_forward::launch(
@@ -73,6 +75,7 @@ impl FlashAttentionOps for CubeBackend {
             b,
             d,
             causal,
+            dtype_to_elem_type(dtype),
         );
         (out, lse)
     }
@@ -90,13 +93,17 @@ impl FlashAttentionOps for CubeBackend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
         let (lse, grad) = (into_contiguous(lse), into_contiguous(grad));
-        // The row sums of dO·O, [B, H, T, 1]: one value per query row, as the LSE.
-        let delta = into_contiguous(Self::float_sum_dim(Self::float_mul(grad.clone(), out), 3));
+        // The row sums of dO·O, [B, H, T, 1]: one value per query row, as the LSE; in f32
+        // whatever the inputs' type (a sum of d products).
+        let f32 = |t| Self::float_cast(t, FloatDType::F32);
+        let delta = Self::float_sum_dim(Self::float_mul(f32(grad.clone()), f32(out)), 3);
+        let delta = into_contiguous(delta);
         let (bh, seq, d) = dims(&q);
+        let dtype = q.dtype;
         let (dq, dk, dv) = (
-            empty(&q, q.shape()),
-            empty(&q, q.shape()),
-            empty(&q, q.shape()),
+            empty(&q, q.shape(), dtype),
+            empty(&q, q.shape(), dtype),
+            empty(&q, q.shape(), dtype),
         );
         let client = q.client.clone();
         let b = tile_size(&client, d, 4, |b| b * b + 2 * b);
@@ -119,6 +126,7 @@ impl FlashAttentionOps for CubeBackend {
             b,
             d,
             causal,
+            dtype_to_elem_type(dtype),
         );
         flash_backward_q::launch(
             &client,
@@ -136,6 +144,7 @@ impl FlashAttentionOps for CubeBackend {
             b,
             d,
             causal,
+            dtype_to_elem_type(dtype),
         );
         (dq, dk, dv)
     }

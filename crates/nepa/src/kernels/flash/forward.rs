@@ -6,11 +6,12 @@
 
 use cubecl::prelude::*;
 
-/// Loads rows `row0..row0 + b` of a `[seq, d]` matrix at `base` into `tile` (`b × d`,
-/// zeros past the sequence's end); every unit of the cube takes part.
+/// Loads rows `row0..row0 + b` of a `[seq, d]` matrix at `base` into `tile` (`b × d`, f32
+/// whatever the input's float type; zeros past the sequence's end); every unit of the cube
+/// takes part.
 #[cube]
-pub fn load_tile(
-    src: &[f32],
+pub fn load_tile<F: Float>(
+    src: &[F],
     tile: &mut Shared<[f32]>,
     base: usize,
     row0: usize,
@@ -26,7 +27,7 @@ pub fn load_tile(
             let row = row0 + e / d;
             let mut value = 0.0f32;
             if row < seq {
-                value = src[base + row * d + e % d];
+                value = f32::cast_from(src[base + row * d + e % d]);
             }
             tile[e] = value;
         }
@@ -91,19 +92,22 @@ pub fn key_tiles(tile: usize, tiles: usize, #[comptime] causal: bool) -> usize {
     n
 }
 
+/// `F`: the float type of Q, K, V and O (f32, f16, bf16); the tiles, the online softmax and
+/// the accumulators are f32, and so is the log-sum-exp.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-pub fn flash_forward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    out: &mut [f32],
+pub fn flash_forward<F: Float>(
+    q: &[F],
+    k: &[F],
+    v: &[F],
+    out: &mut [F],
     lse: &mut [f32],
     seq: usize,
     scale: f32,
     #[comptime] b: usize,
     #[comptime] d: usize,
     #[comptime] causal: bool,
+    #[define(F)] _dtype: ElemType,
 ) {
     let x = UNIT_POS_X as usize;
     let y = UNIT_POS_Y as usize;
@@ -180,7 +184,7 @@ pub fn flash_forward(
         for a in 0..cols {
             let col = a * b + x;
             if col < d {
-                out[base + query * d + col] = acc[a] / l;
+                out[base + query * d + col] = F::cast_from(acc[a] / l);
             }
         }
         if x == 0 {

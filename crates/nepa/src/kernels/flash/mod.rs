@@ -57,7 +57,7 @@ fn backward_meta(
     (q.clone(), k.clone(), v.clone())
 }
 
-/// Fused attention over `[B, H, T, d]` f32 tensors.
+/// Fused attention over `[B, H, T, d]` float tensors (f32, f16, bf16; the log-sum-exp is f32).
 #[backend_extension(Cube, Fusion: cfg(feature = "fusion"), Autodiff)]
 pub trait FlashAttentionOps: Backend {
     /// O = softmax(scale·q·kᵀ, causal or not)·v and the row log-sum-exp `[B, H, T]`.
@@ -85,9 +85,10 @@ pub trait FlashAttentionOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// Whether the kernels take this tensor: f32 on a cubecl device, under autodiff or not.
+/// Whether the kernels take this tensor: f32, f16 or bf16 on a cubecl device, under autodiff
+/// or not.
 pub fn on_cube(t: &DispatchTensor) -> bool {
-    if t.kind.dtype() != DType::F32 {
+    if !matches!(t.kind.dtype(), DType::F32 | DType::F16 | DType::BF16) {
         return false;
     }
     match &t.kind {
@@ -109,8 +110,9 @@ pub fn fused_attention_calls() -> u64 {
     CALLS.load(Ordering::Relaxed)
 }
 
-/// softmax(scale·q·kᵀ)·v by the fused kernels when q, k and v are f32 tensors of a cubecl
-/// backend (`[B, H, T, d]`, any strides); `Err` hands the inputs back otherwise.
+/// softmax(scale·q·kᵀ)·v by the fused kernels when q, k and v are float tensors (f32, f16,
+/// bf16) of a cubecl backend (`[B, H, T, d]`, any strides); `Err` hands the inputs back
+/// otherwise.
 pub fn flash_attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -119,7 +121,8 @@ pub fn flash_attention(
     scale: f32,
 ) -> Result<Tensor<4>, Box<[Tensor<4>; 3]>> {
     let [q, k, v] = [q, k, v].map(Tensor::into_dispatch);
-    if !(on_cube(&q) && on_cube(&k) && on_cube(&v)) {
+    let same_type = q.kind.dtype() == k.kind.dtype() && k.kind.dtype() == v.kind.dtype();
+    if !(same_type && on_cube(&q) && on_cube(&k) && on_cube(&v)) {
         return Err(Box::new([q, k, v].map(Tensor::from_dispatch)));
     }
     CALLS.fetch_add(1, Ordering::Relaxed);
