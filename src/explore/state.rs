@@ -13,6 +13,7 @@ use crate::picture::Picture;
 pub struct ShownPanel {
     pub id: String,
     pub title: String,
+    pub caption: String,
     pub picture: Rc<Picture>,
     pub colorbar: Option<(String, String)>,
     pub values: Rc<Vec<f32>>,
@@ -39,6 +40,7 @@ impl ShownView {
                     picture: Rc::new(Picture::from_payload(&p.pixels, payload)?),
                     id: p.id,
                     title: p.title,
+                    caption: p.caption,
                     colorbar: p.colorbar,
                     values: Rc::new(p.values),
                 })
@@ -106,7 +108,7 @@ impl Reducible for ExploreState {
     fn reduce(self: Rc<Self>, msg: ExploreMsg) -> Rc<Self> {
         let mut s = Rc::unwrap_or_clone(self);
         match msg {
-            ExploreMsg::Query(row, col) => (s.selection.row, s.selection.col) = (row, col),
+            ExploreMsg::Query(row, col) => s.selection.query = Some((row, col)),
             ExploreMsg::Layer(l) => s.selection.layer = l,
             ExploreMsg::Head(h) => s.selection.head = h,
             ExploreMsg::Softmax(b) => s.selection.softmax = b,

@@ -44,6 +44,7 @@ fn panel(
             if let Some((low, high)) = &p.colorbar {
                 <div class="colorbar"><span>{ low.clone() }</span><span class="jet"></span><span>{ high.clone() }</span></div>
             }
+            <p class="caption">{ p.caption.clone() }</p>
         </figure>
     }
 }
@@ -62,13 +63,25 @@ pub fn views(props: &ViewsProps) -> Html {
             ))
         })
     };
-    // The hint names the query of the view on screen (the one asked for may still be coming).
-    let shown = view.key.selection;
-    let (row, col) = (shown.row.min(grid.0 - 1), shown.col.min(grid.1 - 1));
+    // The hint names the query of the view on screen (the one asked for may still be coming):
+    // the engine's answer, which is the first view's choice until the visitor clicks.
+    let patch = view.query_token.saturating_sub(1);
+    let (row, col) = (patch / grid.1, patch % grid.1);
+    let asked = view
+        .key
+        .selection
+        .query
+        .map_or("first".to_string(), |(r, c)| format!("r{r}c{c}"));
+    let chosen = if view.key.selection.query.is_none() {
+        " (the first view's choice: near the centre, unlike the border, predicted confidently)"
+    } else {
+        ""
+    };
     html! {
         <section id="views" class="views" data-image={props.image_name.clone()}
-            data-key={format!("v{}/i{}/r{}c{}", view.key.model_version, view.key.image, shown.row, shown.col)}>
-            <p class="hint">{ format!("Query patch ({row}, {col}) = token {} (red); ẑ there predicts the next patch (magenta). Click any map to move the query. CLS attention weight: {:.3}", view.query_token, view.cls_attention) }</p>
+            data-key={format!("v{}/i{}/{asked}", view.key.model_version, view.key.image)} data-query={format!("{row},{col}")}
+            data-grid={format!("{}x{}", grid.0, grid.1)}>
+            <p class="hint">{ format!("Query patch ({row}, {col}){chosen} = token {} (red); ẑ there predicts the next patch (magenta). Click any map to move the query. CLS attention weight: {:.3}", view.query_token, view.cls_attention) }</p>
             { controls(props) }
             <div class="panels">
                 { for view.panels.iter().map(|p| panel(p, grid, onclick.clone(), hover.clone())) }

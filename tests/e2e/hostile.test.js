@@ -36,7 +36,8 @@ async function stillRenders(page, row, col) {
   // The banners above can push the maps below the fold: a mouse click there hits nothing.
   await page.locator('#attention').scrollIntoViewIfNeeded();
   const box = await (await page.$('#attention')).boundingBox();
-  await page.mouse.click(box.x + box.width * ((col + 0.5) / 8), box.y + box.height * ((row + 0.5) / 8));
+  const [rows, cols] = (await page.getAttribute('#views', 'data-grid')).split('x').map(Number);
+  await page.mouse.click(box.x + box.width * ((col + 0.5) / cols), box.y + box.height * ((row + 0.5) / rows));
   await page.waitForFunction(([r, c]) => new RegExp(`Query patch \\(${r}, ${c}\\)`)
     .test(document.querySelector('.hint')?.textContent ?? ''), [row, col], { timeout: 60_000 });
 }

@@ -57,9 +57,21 @@ test('bundled photo: WebGPU (?webgpu), click a patch, five views with content', 
     const first = await page.textContent('#latency');
     assert.match(first, /first run .* \d+ ms/);
 
+    // The first view shows a prediction: the rule's query (docs/nepa.md §6.6), not the corner,
+    // and a caption under every map.
+    const [rows, cols] = (await page.getAttribute('#views', 'data-grid')).split('x').map(Number);
+    assert.match(await page.getAttribute('#views', 'data-key'), /\/first$/);
+    const [qr, qc] = (await page.getAttribute('#views', 'data-query')).split(',').map(Number);
+    assert.ok(qr > 0 && qc > 0 && qr < rows - 1 && qc < cols - 1, `first query (${qr}, ${qc})`);
+    assert.match(await page.textContent('.hint'), new RegExp(`Query patch \\(${qr}, ${qc}\\) \\(the first view's choice`));
+    const captions = await page.$$eval('#views .panel .caption', (ps) => ps.map((p) => p.textContent));
+    assert.equal(captions.length, 6, JSON.stringify(captions));
+    for (const c of captions) assert.ok(c.length > 40, `caption: ${c}`);
+    console.log(`first view: query (${qr}, ${qc}) of ${rows}×${cols}`);
+
     // Click patch (row 2, col 5) of the attention map: the query moves.
     const box = await (await page.$('#attention')).boundingBox();
-    await page.mouse.click(box.x + box.width * (5.5 / 8), box.y + box.height * (2.5 / 8));
+    await page.mouse.click(box.x + box.width * (5.5 / cols), box.y + box.height * (2.5 / rows));
     await page.waitForFunction(() => /Query patch \(2, 5\)/.test(document.querySelector('.hint')?.textContent ?? ''));
     for (const id of ['query', 'attention', 'similarity', 'predictability', 'pca-z', 'pca-z-hat']) {
       const s = await canvasStats(page, id);

@@ -236,13 +236,15 @@ test('clicking two patches and switching image at once shows the maps of the las
     const before = await page.evaluate(() => document.getElementById('views').dataset.key);
     // Three events in one task: patch (1, 1), patch (6, 3), then the second image.
     await page.evaluate(() => {
-      const click = (fx, fy) => {
+      const [rows, cols] = document.getElementById('views').dataset.grid.split('x').map(Number);
+      const click = (row, col) => {
         const c = document.getElementById('attention');
         const r = c.getBoundingClientRect();
-        c.dispatchEvent(new MouseEvent('click', { bubbles: true, clientX: r.left + r.width * fx, clientY: r.top + r.height * fy }));
+        c.dispatchEvent(new MouseEvent('click', { bubbles: true,
+          clientX: r.left + r.width * ((col + 0.5) / cols), clientY: r.top + r.height * ((row + 0.5) / rows) }));
       };
-      click(1.5 / 8, 1.5 / 8);
-      click(3.5 / 8, 6.5 / 8);
+      click(1, 1);
+      click(6, 3);
       document.querySelectorAll('#gallery .thumb')[1].click();
     });
     await page.waitForFunction(() => /r6c3$/.test(document.getElementById('views')?.dataset.key ?? '')

@@ -109,7 +109,7 @@ fn eval_backbone(
     let queries = features(data)?;
     println!(
         "NEPA loss {:.4} (mean −cos(ẑ_t, z_t+1)) on {} images of {}",
-        queries.loss,
+        queries.loss.unwrap_or(f64::NAN),
         data.len(),
         data.source
     );

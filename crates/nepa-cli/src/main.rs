@@ -14,6 +14,7 @@ mod hub;
 mod kernel_cache;
 mod prefetch;
 mod pretrain;
+mod probe;
 mod run;
 mod visualize;
 
@@ -47,6 +48,9 @@ enum Command {
     Finetune(Box<finetune::FinetuneArgs>),
     /// Top-1 accuracy of a classifier checkpoint on a labelled set.
     Eval(eval::EvalArgs),
+    /// k-NN probe of pretrained backbones' features on a labelled folder, beside random init
+    /// and raw pixels: a markdown table.
+    Probe(probe::ProbeArgs),
     /// The paper's views for one image and query patch, written as PNGs.
     Visualize(visualize::VisualizeArgs),
     /// Each image's most likely classes under a classifier (e.g.
@@ -98,6 +102,7 @@ fn run(command: Command) -> Result<()> {
         Command::Pretrain(args) => pretrain::run(args),
         Command::Finetune(args) => finetune::run(*args),
         Command::Eval(args) => eval::eval(args),
+        Command::Probe(args) => probe::run(args),
         Command::Visualize(args) => visualize::run(args),
         Command::Classify(args) => classify::run(args),
         Command::Export(args) => export::run(args),

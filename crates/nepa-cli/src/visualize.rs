@@ -11,7 +11,8 @@ use nepa::LoadOptions;
 use nepa::checkpoint::load_backbone;
 use nepa::image::{decode, to_png};
 use nepa::viz::{
-    HeadSel, LayerSel, Selection, SimilarityMode, analyse, display_scale, render_panels,
+    HeadSel, LayerSel, Selection, SimilarityMode, analyse, display_scale, first_query,
+    render_panels,
 };
 
 use crate::ckpt::{self, write_atomic};
@@ -24,12 +25,13 @@ pub struct VisualizeArgs {
     pub checkpoint: PathBuf,
     #[arg(long)]
     pub image: PathBuf,
-    /// Query patch row (0-based, top to bottom).
-    #[arg(long, default_value_t = 0)]
-    pub row: usize,
+    /// Query patch row (0-based, top to bottom). Without --row and --col the page's first-view
+    /// rule chooses the patch (docs/nepa.md §6.6).
+    #[arg(long, requires = "col")]
+    pub row: Option<usize>,
     /// Query patch column (0-based, left to right).
-    #[arg(long, default_value_t = 0)]
-    pub col: usize,
+    #[arg(long, requires = "row")]
+    pub col: Option<usize>,
     /// Attention layer to show (default: the mean of all layers).
     #[arg(long)]
     pub layer: Option<usize>,
@@ -57,8 +59,12 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
     let bytes = crate::fsio::read_capped(&args.image, crate::data::MAX_IMAGE_FILE_BYTES)?;
     let image = decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.image.display()))?;
     let analysis = futures_lite::future::block_on(analyse(&model, &config, &image, &device))?;
+    let query = match (args.row, args.col) {
+        (Some(row), Some(col)) => (row, col),
+        _ => first_query(&analysis.maps),
+    };
     let selection = Selection {
-        query: (args.row, args.col),
+        query,
         layer: args.layer.map_or(LayerSel::All, LayerSel::Layer),
         head: args.head.map_or(HeadSel::Mean, HeadSel::Head),
         similarity: SimilarityMode::Softmax,
@@ -70,14 +76,15 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
     }
     println!(
         "query patch ({}, {}) = token {}; CLS attention weight {:.3}; mean cos(ẑ_t, z_t+1) {:.4}",
-        args.row, args.col, shown.query_token, shown.cls_attention, shown.mean_predictability
+        query.0, query.1, shown.query_token, shown.cls_attention, shown.mean_predictability
     );
-    let names: Vec<String> = shown.panels.iter().map(|p| p.file_name()).collect();
     println!(
-        "wrote {} panels to {}: {}",
-        names.len(),
-        args.out.display(),
-        names.join(", ")
+        "wrote {} panels to {}:",
+        shown.panels.len(),
+        args.out.display()
     );
+    for panel in &shown.panels {
+        println!("  {}: {}", panel.file_name(), panel.caption());
+    }
     Ok(())
 }

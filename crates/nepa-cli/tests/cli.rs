@@ -507,3 +507,81 @@ fn eval_checks_the_class_names_a_browser_file_carries() {
         "{err}"
     );
 }
+
+#[test]
+fn probe_tables_checkpoints_random_init_and_pixels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 8, &[]);
+    let run = tmp.path().join("run");
+    run_ok(&mut pretrain(&data, &run, 2, &[]));
+    // A labelled set whose classes differ in colour: red and blue squares with a little noise,
+    // so the raw-pixel row must get every image right.
+    let labelled = tmp.path().join("labelled");
+    let mut rng = SplitMix64::new(3);
+    for i in 0..8 {
+        let (class, rgb) = if i % 2 == 0 {
+            ("red", [220, 30, 30])
+        } else {
+            ("blue", [30, 30, 220])
+        };
+        std::fs::create_dir_all(labelled.join(class)).unwrap();
+        let pixels = (0..16 * 16 * 3)
+            .map(|k| (rgb[k % 3] as i64 + rng.below(21) as i64 - 10) as u8)
+            .collect();
+        let png = to_png(&RgbImage::new(16, 16, pixels));
+        std::fs::write(labelled.join(class).join(format!("{i}.png")), png).unwrap();
+    }
+    let json = tmp.path().join("probe.json");
+    let out = run_ok(
+        nepa()
+            .args(["probe", "--data"])
+            .arg(&labelled)
+            .arg("--checkpoint")
+            .arg(format!("tiny={}", run.display()))
+            .args(["--random-seeds", "2", "--device", "flex", "--json"])
+            .arg(&json),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("| features | top-1 | NEPA loss |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("leave-one-out) on 8 images"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["features"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "tiny",
+            "random init, seed 0",
+            "random init, seed 1",
+            "raw pixels, 16×16"
+        ]
+    );
+    for r in &rows[..3] {
+        let accuracy = r["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy), "{r}");
+        assert!(r["nepa_loss"].as_f64().is_some(), "{r}");
+    }
+    assert_eq!(rows[3]["accuracy"].as_f64(), Some(1.0), "{}", rows[3]);
+    assert!(rows[3]["nepa_loss"].is_null());
+    assert_eq!(report["per_class"], serde_json::json!([4, 4]));
+
+    // An unlabelled folder is a clear error.
+    let out = nepa()
+        .args(["probe", "--data"])
+        .arg(noise_folder(tmp.path(), 4))
+        .arg("--checkpoint")
+        .arg(&run)
+        .args(["--device", "flex"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a labelled set"), "{stderr}");
+}

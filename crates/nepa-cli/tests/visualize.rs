@@ -9,7 +9,8 @@ use burn::tensor::Device;
 use common::{image_folder, latest, nepa, pretrain, run_ok};
 use nepa::image::decode;
 use nepa::viz::{
-    HeadSel, LayerSel, Selection, SimilarityMode, analyse, display_scale, render_panels,
+    HeadSel, LayerSel, Selection, SimilarityMode, analyse, display_scale, first_query,
+    render_panels,
 };
 use nepa::{LoadOptions, NepaConfig, load_backbone};
 
@@ -87,4 +88,55 @@ fn visualize_writes_exactly_the_panels_of_render_panels() {
             written.pixels.len()
         );
     }
+}
+
+#[test]
+fn without_a_patch_visualize_takes_the_first_views_choice() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 12 images of 16 px with 4-px patches: a 4×4 grid, so the rule has a centre to choose in.
+    let data = image_folder(tmp.path(), 12, &[]);
+    let run = tmp.path().join("run");
+    run_ok(&mut pretrain(&data, &run, 1, &[]));
+    let image_path = data.join("b/001.png");
+    let visualize = |extra: &[&str]| {
+        let mut cmd = nepa();
+        cmd.args(["visualize", "--checkpoint"])
+            .arg(&run)
+            .arg("--image")
+            .arg(&image_path)
+            .arg("--out")
+            .arg(tmp.path().join("viz"))
+            .args(["--device", "flex"])
+            .args(extra);
+        cmd
+    };
+    let stdout = String::from_utf8_lossy(&run_ok(&mut visualize(&[])).stdout).into_owned();
+
+    let sidecar = latest(&run);
+    let config: NepaConfig = serde_json::from_value(sidecar["config"].clone()).unwrap();
+    let bytes = std::fs::read(run.join(sidecar["model_file"].as_str().unwrap())).unwrap();
+    let device = Device::flex();
+    let (model, _) = load_backbone(&bytes, &config, &device, LoadOptions::default()).unwrap();
+    let image = decode(&std::fs::read(&image_path).unwrap()).unwrap();
+    let analysis =
+        futures_lite::future::block_on(analyse(&model, &config, &image, &device)).unwrap();
+    let (row, col) = first_query(&analysis.maps);
+    assert!(
+        stdout.contains(&format!("query patch ({row}, {col})")),
+        "expected ({row}, {col}): {stdout}"
+    );
+    // Each panel's file is printed with its caption.
+    assert!(
+        stdout.contains("  attention.png: Where the model looks"),
+        "{stdout}"
+    );
+
+    // --row without --col is refused, naming the missing one.
+    let out = visualize(&["--row", "1"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--col"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

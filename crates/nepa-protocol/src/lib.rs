@@ -262,8 +262,7 @@ mod tests {
                     model_version: 3,
                     image: 2,
                     selection: Selection {
-                        row: 1,
-                        col: 4,
+                        query: Some((1, 4)),
                         layer: Some(2),
                         head: None,
                         softmax: true,
@@ -272,6 +271,14 @@ mod tests {
             },
         };
         assert_eq!(decode::<ToWorker>(&encode(&request)).unwrap(), request);
+        // The first view's selection (no query yet) survives the trip as `None`.
+        let first = ToWorker {
+            id: 8,
+            request: Request::Render {
+                key: ViewKey::default(),
+            },
+        };
+        assert_eq!(decode::<ToWorker>(&encode(&first)).unwrap(), first);
         let reply = FromWorker {
             id: Some(7),
             reply: Reply::Failed(WebError::new(ErrorKind::TooLarge, "too large")),

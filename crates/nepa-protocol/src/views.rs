@@ -96,8 +96,9 @@ pub struct ClassImages {
 /// (`None`: the mean), and the similarity mode.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Selection {
-    pub row: usize,
-    pub col: usize,
+    /// The query patch `(row, col)`; `None` until the visitor picks one: the first view's
+    /// rule (`nepa::viz::first_query`) chooses it for each image.
+    pub query: Option<(usize, usize)>,
     pub layer: Option<usize>,
     pub head: Option<usize>,
     /// Softmax/γ similarity (the paper's) instead of the raw cosine.
@@ -130,6 +131,8 @@ pub struct RenderedView {
 pub struct PanelView {
     pub id: String,
     pub title: String,
+    /// One line saying what the map shows.
+    pub caption: String,
     pub pixels: Pixels,
     /// Labels of the colour bar's ends, for heat maps.
     pub colorbar: Option<(String, String)>,

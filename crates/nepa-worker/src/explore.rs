@@ -4,7 +4,8 @@
 use std::rc::Rc;
 
 use nepa::viz::{
-    Analysis, HeadSel, LayerSel, Selection, SimilarityMode, analyse, display_scale, render_panels,
+    Analysis, HeadSel, LayerSel, Selection, SimilarityMode, analyse, display_scale, first_query,
+    render_panels,
 };
 use nepa_protocol::{PanelView, RenderedView, Reply, ViewKey, WebError};
 use wasm_bindgen_futures::spawn_local;
@@ -70,9 +71,14 @@ fn selection(key: &ViewKey, analysis: &Analysis) -> Selection {
     let grid = analysis.maps.grid();
     let s = key.selection;
     Selection {
-        query: (
-            s.row.min(grid.rows.saturating_sub(1)),
-            s.col.min(grid.cols.saturating_sub(1)),
+        query: s.query.map_or_else(
+            || first_query(&analysis.maps),
+            |(row, col)| {
+                (
+                    row.min(grid.rows.saturating_sub(1)),
+                    col.min(grid.cols.saturating_sub(1)),
+                )
+            },
         ),
         layer: s.layer.map_or(LayerSel::All, LayerSel::Layer),
         head: s.head.map_or(HeadSel::Mean, HeadSel::Head),
@@ -105,6 +111,7 @@ async fn render_one(
         .into_iter()
         .map(|p| PanelView {
             id: p.id.to_string(),
+            caption: p.caption().to_string(),
             title: p.title,
             pixels: buffer.push(&p.image),
             colorbar: p.colorbar,

@@ -16,12 +16,40 @@ use crate::model::{ForwardOptions, NepaModel};
 use crate::train::{argmax_rows, read_f32};
 
 /// The features of a set of images: one L2-normalised row of `dim` values per image, and the
-/// mean NEPA loss over the set.
+/// mean NEPA loss over the set (`None` for features no model made, [`pixel_features`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Features {
     pub dim: usize,
     pub rows: Vec<f32>,
-    pub loss: f64,
+    pub loss: Option<f64>,
+}
+
+/// The baseline a model's features must beat: each image's pixels under the same evaluation
+/// transform as [`pooled_features`] (shorter side resized, centre crop to `image_size`,
+/// normalised to [−1, 1]), flattened and L2-normalised.
+pub fn pixel_features(set: &ImageSet, image_size: [usize; 2]) -> Result<Features, NepaError> {
+    let [h, w] = image_size;
+    if h == 0 || w == 0 {
+        return Err(NepaError::Input(format!(
+            "pixel features need a size, not {h}×{w}"
+        )));
+    }
+    let mut rows = Vec::with_capacity(set.len() * 3 * h * w);
+    for image in &set.images {
+        let pixels = preprocess_eval(image, h, w);
+        let norm = pixels
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
+        rows.extend(pixels.iter().map(|&v| (f64::from(v) / norm) as f32));
+    }
+    Ok(Features {
+        dim: 3 * h * w,
+        rows,
+        loss: None,
+    })
 }
 
 /// Mean-pooled, L2-normalised ẑ of the patch tokens of every image of `set` (the evaluation
@@ -57,7 +85,7 @@ pub async fn pooled_features(
     Ok(Features {
         dim,
         rows,
-        loss: loss_sum / set.len().max(1) as f64,
+        loss: Some(loss_sum / set.len().max(1) as f64),
     })
 }
 
@@ -163,7 +191,7 @@ mod tests {
         Features {
             dim: 2,
             rows: rows.iter().flatten().copied().collect(),
-            loss: 0.0,
+            loss: None,
         }
     }
 
@@ -205,6 +233,39 @@ mod tests {
             probe.accuracy(&set, &[0, 0, 1, 1], None).unwrap().correct,
             4
         );
+    }
+
+    #[test]
+    fn pixel_features_are_unit_rows_that_tell_colours_apart() {
+        use crate::image::RgbImage;
+        let plain = |rgb: [u8; 3], w: usize, h: usize| {
+            RgbImage::new(w, h, rgb.iter().copied().cycle().take(w * h * 3).collect())
+        };
+        // Two reddish and two bluish images of different sizes: the eval transform brings
+        // them to 4×4, and leave-one-out k = 1 finds each one's colour.
+        let set = ImageSet {
+            images: vec![
+                plain([250, 10, 10], 8, 6),
+                plain([10, 10, 250], 5, 9),
+                plain([220, 40, 30], 12, 12),
+                plain([30, 40, 220], 7, 7),
+            ],
+            labels: Some(vec![0, 1, 0, 1]),
+            classes: vec!["red".into(), "blue".into()],
+            source: "test".into(),
+        };
+        let f = pixel_features(&set, [4, 4]).unwrap();
+        assert_eq!((f.dim, f.rows.len(), f.loss), (48, 4 * 48, None));
+        for row in f.rows.chunks(48) {
+            let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+        }
+        let probe = KnnProbe {
+            k: 1,
+            ..KnnProbe::default()
+        };
+        assert_eq!(probe.accuracy(&f, &[0, 1, 0, 1], None).unwrap().correct, 4);
+        assert!(pixel_features(&set, [0, 4]).is_err());
     }
 
     #[test]

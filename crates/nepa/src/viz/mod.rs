@@ -7,6 +7,7 @@
 //! - [`render_panels`] turns an analysis and a selection (query patch, layer, head, similarity
 //!   mode) into every picture both front ends show, as [`RgbImage`](crate::image::RgbImage)s
 //!   at one upscale ([`display_scale`]), plus the per-patch values behind the hover readouts.
+//! - [`first_query`] picks the query patch a first view opens on (docs/nepa.md §6.6).
 //!
 //! Below those two, everything is host-side and I/O-free: plain `&[f32]` slices in, plain
 //! vectors, small structs and RGB images out.
@@ -29,10 +30,11 @@
 //! and the shared-basis PCA of `z` and `ẑ` ([`pca_rgb_shared`]).
 //!
 //! Modules, each using only those listed before it (no cycles): `grid`, `color`, `pca`,
-//! `maps`, `raster`, `analysis`, `panels`.
+//! `maps`, `first_query`, `raster`, `analysis`, `panels`.
 
 mod analysis;
 mod color;
+mod first_query;
 mod grid;
 mod maps;
 mod panels;
@@ -44,6 +46,7 @@ pub use color::{
     ATTENTION_GAMMA, NORMALIZE_MIN, SIMILARITY_GAMMA, attention_display, colorize, gamma, jet,
     normalize_except_zero, similarity_display, similarity_softmax, softmax_top_p,
 };
+pub use first_query::first_query;
 pub use grid::{Grid, HeadSel, LayerSel, MapDims};
 pub use maps::{AttentionMap, NORM_EPS, PatchMaps, batch_item, cosine, top_k};
 pub use panels::{

@@ -73,6 +73,32 @@ pub struct Panel {
 }
 
 impl Panel {
+    /// One line under the panel saying what it shows, for a visitor who has not read the
+    /// paper (the page draws it; `nepa visualize` prints it beside the file).
+    pub fn caption(&self) -> &'static str {
+        match self.id {
+            "query" => {
+                "The query patch (red) and the next patch (magenta): the model predicts the next patch's embedding from the query and the patches before it."
+            }
+            "attention" => {
+                "Where the model looks while it predicts the next patch: earlier patches only (causal); brighter = more weight."
+            }
+            "similarity" => {
+                "How close the prediction ẑ at the query is to each patch's embedding z: the bright patches look like what the model expects next."
+            }
+            "predictability" => {
+                "How well each patch was predicted from the patches before it: red = expected, blue = surprising."
+            }
+            "pca-z" => {
+                "The patch embeddings z as colours (3 principal components): patches of one colour look alike to the model."
+            }
+            "pca-z-hat" => {
+                "The predictions ẑ in the same colours: what the model expects at each position."
+            }
+            _ => "",
+        }
+    }
+
     /// The PNG `nepa visualize` writes this panel to: the id with `_` for `-`.
     pub fn file_name(&self) -> String {
         format!("{}.png", self.id.replace('-', "_"))
