@@ -5,14 +5,30 @@
 
 mod common;
 
+use std::path::Path;
+
 use burn::tensor::Device;
 use common::{image_folder, latest, nepa, pretrain, run_ok};
 use nepa::image::decode;
 use nepa::viz::{
-    HeadSel, LayerSel, Selection, SimilarityMode, analyse, display_scale, first_query,
+    Analysis, HeadSel, LayerSel, Selection, SimilarityMode, analyse, display_scale, first_query,
     render_panels,
 };
 use nepa::{LoadOptions, NepaConfig, load_backbone};
+
+/// What `nepa visualize` computes for `image`: the same checkpoint and config the CLI reads (the
+/// run's latest.json), analysed on Flex.
+fn analysis_of(run: &Path, image: &Path) -> (NepaConfig, Analysis) {
+    let sidecar = latest(run);
+    let config: NepaConfig = serde_json::from_value(sidecar["config"].clone()).unwrap();
+    let bytes = std::fs::read(run.join(sidecar["model_file"].as_str().unwrap())).unwrap();
+    let device = Device::flex();
+    let (model, _) = load_backbone(&bytes, &config, &device, LoadOptions::default()).unwrap();
+    let image = decode(&std::fs::read(image).unwrap()).unwrap();
+    let analysis =
+        futures_lite::future::block_on(analyse(&model, &config, &image, &device)).unwrap();
+    (config, analysis)
+}
 
 #[test]
 fn visualize_writes_exactly_the_panels_of_render_panels() {
@@ -34,15 +50,7 @@ fn visualize_writes_exactly_the_panels_of_render_panels() {
         .args(["--device", "flex"]);
     run_ok(&mut cmd);
 
-    // The same checkpoint and config the CLI reads (the run's latest.json).
-    let sidecar = latest(&run);
-    let config: NepaConfig = serde_json::from_value(sidecar["config"].clone()).unwrap();
-    let bytes = std::fs::read(run.join(sidecar["model_file"].as_str().unwrap())).unwrap();
-    let device = Device::flex();
-    let (model, _) = load_backbone(&bytes, &config, &device, LoadOptions::default()).unwrap();
-    let image = decode(&std::fs::read(&image_path).unwrap()).unwrap();
-    let analysis =
-        futures_lite::future::block_on(analyse(&model, &config, &image, &device)).unwrap();
+    let (config, analysis) = analysis_of(&run, &image_path);
     let selection = Selection {
         query: (2, 1),
         layer: LayerSel::Layer(1),
@@ -112,14 +120,7 @@ fn without_a_patch_visualize_takes_the_first_views_choice() {
     };
     let stdout = String::from_utf8_lossy(&run_ok(&mut visualize(&[])).stdout).into_owned();
 
-    let sidecar = latest(&run);
-    let config: NepaConfig = serde_json::from_value(sidecar["config"].clone()).unwrap();
-    let bytes = std::fs::read(run.join(sidecar["model_file"].as_str().unwrap())).unwrap();
-    let device = Device::flex();
-    let (model, _) = load_backbone(&bytes, &config, &device, LoadOptions::default()).unwrap();
-    let image = decode(&std::fs::read(&image_path).unwrap()).unwrap();
-    let analysis =
-        futures_lite::future::block_on(analyse(&model, &config, &image, &device)).unwrap();
+    let (_, analysis) = analysis_of(&run, &image_path);
     let (row, col) = first_query(&analysis.maps);
     assert!(
         stdout.contains(&format!("query patch ({row}, {col})")),
