@@ -145,6 +145,24 @@ deb_get() {
   DEB_VERSION="$(dpkg-deb -f "$DEB" Version)"
 }
 
+# deb_members PART PKG LISTED_VERSION WHAT MEMBER...: downloads PKG (deb_get), extracts only the
+# listed members (./usr/... paths) and its debian/copyright into $TMP/x-PART, whose path it leaves
+# in X, and removes the .deb. Another version than the one the list was taken from is noted, not
+# refused: the caller checks every file's SHA-256.
+deb_members() {
+  local part="$1" pkg="$2" listed="$3" what="$4"
+  shift 4
+  deb_get "$part" "$pkg"
+  log "$part: got $(basename "$DEB") ($(human "$(fsize "$DEB")")), extracting $# $what"
+  [ "$DEB_VERSION" = "$listed" ] \
+    || log "$part: note: version $DEB_VERSION, the list is from $listed; every file's SHA-256 is checked"
+  X="$TMP/x-$part"
+  mkdir -p "$X"
+  dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$X" "$@" "./usr/share/doc/$pkg/copyright" \
+    || die "$pkg $DEB_VERSION lacks some of the listed files"
+  rm -f "$DEB"
+}
+
 fetch_fashion_mnist() {
   local t0 name size magic count sum deb version
   t0="$(now)"
@@ -317,25 +335,17 @@ pj_all_ok() {
 }
 
 fetch_photos_jxl() {
-  local t0 name src sum lic author x dims n=0 members=()
+  local t0 name src sum lic author dims n=0 members=()
   t0="$(now)"
   if [ "$FORCE" = 0 ] && pj_all_ok; then
     log "photos-jxl: present and verified in $PJ_DIR, skipped"
     return
   fi
-  deb_get photos-jxl "$PJ_PKG"
   while IFS='|' read -r name src sum lic author; do
     [ -n "$name" ] || continue
     members+=("./$PJ_ROOT/$src")
   done <<< "$PJ_FILES"
-  log "photos-jxl: got $(basename "$DEB") ($(human "$(fsize "$DEB")")), extracting ${#members[@]} photos"
-  [ "$DEB_VERSION" = "$PJ_VERSION" ] \
-    || log "photos-jxl: note: version $DEB_VERSION, the list is from $PJ_VERSION; every file's SHA-256 is checked"
-  x="$TMP/x-photos-jxl"
-  mkdir -p "$x"
-  dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$x" "${members[@]}" "./usr/share/doc/$PJ_PKG/copyright" \
-    || die "$PJ_PKG $DEB_VERSION lacks some of the listed files"
-  rm -f "$DEB"
+  deb_members photos-jxl "$PJ_PKG" "$PJ_VERSION" photos "${members[@]}"
   mkdir -p "$PJ_DIR"
   {
     echo "Photos in this folder come from Debian's $PJ_PKG $DEB_VERSION"
@@ -357,16 +367,16 @@ fetch_photos_jxl() {
   } > "$PJ_DIR/LICENSES.txt.part"
   while IFS='|' read -r name src sum lic author; do
     [ -n "$name" ] || continue
-    [ -f "$x/$PJ_ROOT/$src" ] || die "$PJ_PKG $DEB_VERSION has no $src"
-    [ "$(sha256 "$x/$PJ_ROOT/$src")" = "$sum" ] || die "$src: SHA-256 differs from the pinned one"
-    cp "$x/$PJ_ROOT/$src" "$PJ_DIR/$name.part"
+    [ -f "$X/$PJ_ROOT/$src" ] || die "$PJ_PKG $DEB_VERSION has no $src"
+    [ "$(sha256 "$X/$PJ_ROOT/$src")" = "$sum" ] || die "$src: SHA-256 differs from the pinned one"
+    cp "$X/$PJ_ROOT/$src" "$PJ_DIR/$name.part"
     mv -f "$PJ_DIR/$name.part" "$PJ_DIR/$name"
     dims="$(png_dims "$PJ_DIR/$name")"
     printf '%s (%s): %s; %s; [%s]\n' "$name" "$dims" "$src" "$author" "$lic" >> "$PJ_DIR/LICENSES.txt.part"
     log "photos-jxl:   $name  $dims px  $(human "$(fsize "$PJ_DIR/$name")")  [$lic]"
     n=$((n + 1))
   done <<< "$PJ_FILES"
-  cp "$x/usr/share/doc/$PJ_PKG/copyright" "$PJ_DIR/COPYRIGHT.debian"
+  cp "$X/usr/share/doc/$PJ_PKG/copyright" "$PJ_DIR/COPYRIGHT.debian"
   mv -f "$PJ_DIR/LICENSES.txt.part" "$PJ_DIR/LICENSES.txt"
   (cd "$PJ_DIR" && find . -maxdepth 1 -type f -name '*.png' -printf '%f\n' | sort | xargs sha256sum > SHA256SUMS)
   log "photos-jxl: done, $n files, $(du -sh "$PJ_DIR" | cut -f1) in $PJ_DIR ($(elapsed "$t0"))"
@@ -421,7 +431,7 @@ st_all_ok() {
 }
 
 fetch_stamps() {
-  local t0 class sum path name c x dup members=()
+  local t0 class sum path name c dup members=()
   t0="$(now)"
   if [ "$FORCE" = 0 ] && st_all_ok; then
     log "stamps: present and verified in $ST_DIR ($(st_summary)), skipped"
@@ -429,24 +439,16 @@ fetch_stamps() {
   fi
   dup="$(st_files | while read -r class sum path name; do echo "$class/$(st_name "$path" "$name")"; done | sort | uniq -d)"
   [ -z "$dup" ] || die "stamps: two files would share a name: $dup"
-  deb_get stamps "$ST_PKG"
   while read -r class sum path name; do
     [ -n "$class" ] || continue
     members+=("./$ST_ROOT/$path")
   done < <(st_files)
-  log "stamps: got $(basename "$DEB") ($(human "$(fsize "$DEB")")), extracting ${#members[@]} PNGs"
-  [ "$DEB_VERSION" = "$ST_VERSION" ] \
-    || log "stamps: note: version $DEB_VERSION, the list is from $ST_VERSION; every file's SHA-256 is checked"
-  x="$TMP/x-stamps"
-  mkdir -p "$x"
-  dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$x" "${members[@]}" "./usr/share/doc/$ST_PKG/copyright" \
-    || die "$ST_PKG $DEB_VERSION lacks some of the listed files"
-  rm -f "$DEB"
+  deb_members stamps "$ST_PKG" "$ST_VERSION" PNGs "${members[@]}"
   # Everything is verified before data/stamps is touched.
   while read -r class sum path name; do
     [ -n "$class" ] || continue
-    [ -f "$x/$ST_ROOT/$path" ] || die "$ST_PKG $DEB_VERSION has no $path"
-    [ "$(sha256 "$x/$ST_ROOT/$path")" = "$sum" ] || die "$path: SHA-256 differs from the pinned one"
+    [ -f "$X/$ST_ROOT/$path" ] || die "$ST_PKG $DEB_VERSION has no $path"
+    [ "$(sha256 "$X/$ST_ROOT/$path")" = "$sum" ] || die "$path: SHA-256 differs from the pinned one"
   done < <(st_files)
   mkdir -p "$ST_DIR"
   for c in $ST_CLASSES; do
@@ -455,7 +457,7 @@ fetch_stamps() {
   done
   while read -r class sum path name; do
     [ -n "$class" ] || continue
-    cp "$x/$ST_ROOT/$path" "$ST_DIR/$class/$(st_name "$path" "$name")"
+    cp "$X/$ST_ROOT/$path" "$ST_DIR/$class/$(st_name "$path" "$name")"
   done < <(st_files)
   {
     echo "Tux Paint stamps: a LABELLED EVALUATION set for nepa (5 classes, one sub-folder each)."
@@ -477,7 +479,7 @@ fetch_stamps() {
     done < <(st_files)
     echo
     echo "---- debian/copyright of $ST_PKG $DEB_VERSION ----"
-    cat "$x/usr/share/doc/$ST_PKG/copyright"
+    cat "$X/usr/share/doc/$ST_PKG/copyright"
   } > "$ST_DIR/$ST_LICENSE.part"
   mv -f "$ST_DIR/$ST_LICENSE.part" "$ST_DIR/$ST_LICENSE"
   st_all_ok || die "stamps: verification of $ST_DIR failed after copying"
