@@ -66,8 +66,7 @@ struct Report {
 pub fn run(args: ProbeArgs) -> Result<()> {
     let device = device::select(args.device)?.device;
     let probe = KnnProbe::default();
-    let mut rows = vec![];
-    let mut first: Option<(NepaConfig, Dataset)> = None;
+    let mut opened = vec![];
     for spec in &args.checkpoints {
         let (name, path) = match spec.split_once('=') {
             Some((name, path)) if !name.is_empty() => (name.to_string(), PathBuf::from(path)),
@@ -75,14 +74,23 @@ pub fn run(args: ProbeArgs) -> Result<()> {
         };
         let loaded = ckpt::open(&path)?;
         let config = ckpt::config_of(&loaded)?;
-        let (model, _) = load_backbone(&loaded.model, &config, &device, LoadOptions::default())
-            .with_context(|| format!("loading {}", loaded.path.display()))?;
-        let data = labelled(&args, &config)?;
-        let features = features_of(&model, &config, &data, args.batch_size, &device)?;
-        rows.push(row(&probe, name, &features, &data)?);
-        first.get_or_insert((config, data));
+        opened.push((name, loaded, config));
     }
-    let (config, data) = first.context("no --checkpoint given")?;
+    let config = opened.first().context("no --checkpoint given")?.2.clone();
+    // Decoded once, kept large enough for the largest input among the checkpoints.
+    let side = opened
+        .iter()
+        .map(|(_, _, c)| stored_side(c))
+        .max()
+        .unwrap_or(0);
+    let data = labelled(&args, side)?;
+    let mut rows = vec![];
+    for (name, loaded, config) in &opened {
+        let (model, _) = load_backbone(&loaded.model, config, &device, LoadOptions::default())
+            .with_context(|| format!("loading {}", loaded.path.display()))?;
+        let features = features_of(&model, config, &data, args.batch_size, &device)?;
+        rows.push(row(&probe, name.clone(), &features, &data)?);
+    }
     for seed in 0..args.random_seeds {
         device.seed(seed);
         let model = NepaModel::new(&config, &device)?;
@@ -136,9 +144,9 @@ pub fn run(args: ProbeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The labelled folder, decoded at the size `config` needs.
-fn labelled(args: &ProbeArgs, config: &NepaConfig) -> Result<Dataset> {
-    let data = Dataset::load(&args.data, Split::Test, stored_side(config))?;
+/// The labelled folder, each image decoded and shrunk to at most `side` pixels.
+fn labelled(args: &ProbeArgs, side: usize) -> Result<Dataset> {
+    let data = Dataset::load(&args.data, Split::Test, side)?;
     if data.labels.is_none() || data.classes.len() < 2 {
         bail!(
             "{} is not a labelled set: give a folder with one sub-folder of images per class (at least two)",
