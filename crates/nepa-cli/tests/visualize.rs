@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 
 use burn::tensor::Device;
 use common::{image_folder, latest, nepa, pretrain, run_ok};
@@ -30,6 +31,20 @@ fn analysis_of(run: &Path, image: &Path) -> (NepaConfig, Analysis) {
     (config, analysis)
 }
 
+/// `nepa visualize` of `image` under `run` on Flex, writing into `out`, with `extra` flags.
+fn visualize(run: &Path, image: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = nepa();
+    cmd.args(["visualize", "--checkpoint"])
+        .arg(run)
+        .arg("--image")
+        .arg(image)
+        .arg("--out")
+        .arg(out)
+        .args(["--device", "flex"])
+        .args(extra);
+    cmd
+}
+
 #[test]
 fn visualize_writes_exactly_the_panels_of_render_panels() {
     let tmp = tempfile::tempdir().unwrap();
@@ -39,16 +54,8 @@ fn visualize_writes_exactly_the_panels_of_render_panels() {
     let image_path = data.join("a/000.png");
     let out = tmp.path().join("viz");
     // A layer and a head other than the defaults, so the selection is passed through too.
-    let mut cmd = nepa();
-    cmd.args(["visualize", "--checkpoint"])
-        .arg(&run)
-        .arg("--image")
-        .arg(&image_path)
-        .arg("--out")
-        .arg(&out)
-        .args(["--row", "2", "--col", "1", "--layer", "1", "--head", "0"])
-        .args(["--device", "flex"]);
-    run_ok(&mut cmd);
+    let flags = ["--row", "2", "--col", "1", "--layer", "1", "--head", "0"];
+    run_ok(&mut visualize(&run, &image_path, &out, &flags));
 
     let (config, analysis) = analysis_of(&run, &image_path);
     let selection = Selection {
@@ -101,24 +108,15 @@ fn visualize_writes_exactly_the_panels_of_render_panels() {
 #[test]
 fn without_a_patch_visualize_takes_the_first_views_choice() {
     let tmp = tempfile::tempdir().unwrap();
-    // 12 images of 16 px with 4-px patches: a 4×4 grid, so the rule has a centre to choose in.
-    let data = image_folder(tmp.path(), 12, &[]);
+    // 16-px images with 4-px patches: a 4×4 grid, so the rule has a centre to choose in.
+    let data = image_folder(tmp.path(), 8, &[]);
     let run = tmp.path().join("run");
     run_ok(&mut pretrain(&data, &run, 1, &[]));
     let image_path = data.join("b/001.png");
-    let visualize = |extra: &[&str]| {
-        let mut cmd = nepa();
-        cmd.args(["visualize", "--checkpoint"])
-            .arg(&run)
-            .arg("--image")
-            .arg(&image_path)
-            .arg("--out")
-            .arg(tmp.path().join("viz"))
-            .args(["--device", "flex"])
-            .args(extra);
-        cmd
-    };
-    let stdout = String::from_utf8_lossy(&run_ok(&mut visualize(&[])).stdout).into_owned();
+    let out = tmp.path().join("viz");
+    let stdout =
+        String::from_utf8_lossy(&run_ok(&mut visualize(&run, &image_path, &out, &[])).stdout)
+            .into_owned();
 
     let (_, analysis) = analysis_of(&run, &image_path);
     let (row, col) = first_query(&analysis.maps);
@@ -133,7 +131,9 @@ fn without_a_patch_visualize_takes_the_first_views_choice() {
     );
 
     // --row without --col is refused, naming the missing one.
-    let out = visualize(&["--row", "1"]).output().unwrap();
+    let out = visualize(&run, &image_path, &out, &["--row", "1"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--col"),
