@@ -1,7 +1,8 @@
 //! The page's first view (docs/nepa.md §6.6) on what a visitor sees first: the bundled demo
 //! model (static/nepa-demo.safetensors) on the three bundled photos (static/photos). The rule's
 //! query must be inside each photo's subject, off the border, the same on a second run, and
-//! where it was (or next to it) when every pixel of the photo is one level brighter.
+//! where it was (or next to it) when every pixel of the photo is one level brighter, and not the
+//! same patch on all three photos.
 
 use burn::tensor::Device;
 use futures_lite::future::block_on;
@@ -41,6 +42,7 @@ fn the_first_view_opens_inside_each_bundled_photos_subject() {
         let analysis = block_on(analyse(&model, &config, image, &device)).unwrap();
         first_query(&analysis.maps)
     };
+    let mut chosen = vec![];
     for (name, boxes) in SUBJECTS {
         let image =
             decode(&std::fs::read(format!("{ROOT}/static/photos/{name}")).unwrap()).unwrap();
@@ -65,10 +67,18 @@ fn the_first_view_opens_inside_each_bundled_photos_subject() {
             (r, c),
             "{name}: a second run chose otherwise"
         );
+        chosen.push((r, c));
         let (r2, c2) = choose(&brighter(&image));
         assert!(
             r.abs_diff(r2) <= 1 && c.abs_diff(c2) <= 1,
             "{name}: one level brighter moved the query from ({r}, {c}) to ({r2}, {c2})"
         );
     }
+    // The choice follows each photo, not a fixed place: the centre prior alone (say, the first
+    // centre patch) would put all three queries on one patch.
+    chosen.dedup();
+    assert!(
+        chosen.len() > 1,
+        "every photo got the same query {chosen:?}"
+    );
 }
