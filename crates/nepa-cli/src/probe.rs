@@ -48,6 +48,8 @@ struct Row {
     features: String,
     /// Top-1 accuracy in [0, 1].
     accuracy: f64,
+    /// Values per image: the model's width, or 3 × height × width for pixels.
+    dim: usize,
     /// Mean NEPA loss on the set; none for pixels.
     nepa_loss: Option<f64>,
 }
@@ -178,6 +180,7 @@ fn row(probe: &KnnProbe, features: String, f: &Features, data: &Dataset) -> Resu
     Ok(Row {
         features,
         accuracy,
+        dim: f.dim,
         nepa_loss: f.loss,
     })
 }

@@ -567,8 +567,21 @@ fn probe_tables_checkpoints_random_init_and_pixels() {
         let accuracy = r["accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&accuracy), "{r}");
         assert!(r["nepa_loss"].as_f64().is_some(), "{r}");
+        // The tiny model's width (TINY: --dim 32).
+        assert_eq!(r["dim"], 32, "{r}");
     }
+    // Random init is not the checkpoint, and each seed draws its own weights.
+    let losses: Vec<f64> = rows[..3]
+        .iter()
+        .map(|r| r["nepa_loss"].as_f64().unwrap())
+        .collect();
+    assert!(
+        losses[1] != losses[0] && losses[2] != losses[0] && losses[1] != losses[2],
+        "{losses:?}"
+    );
     assert_eq!(rows[3]["accuracy"].as_f64(), Some(1.0), "{}", rows[3]);
+    // Pixels at the model's input size: 3 × 16 × 16.
+    assert_eq!(rows[3]["dim"], 3 * 16 * 16, "{}", rows[3]);
     assert!(rows[3]["nepa_loss"].is_null());
     assert_eq!(report["per_class"], serde_json::json!([4, 4]));
 
