@@ -1,16 +1,34 @@
 #!/usr/bin/env bash
-# Rebuilds static/nepa-demo.safetensors: NEPA pretrained on random crops (RandomResizedCrop
-# 0.08–1 + flip) of the ten CC0 / public-domain scikit-image photos (no labels, no other data).
-# D 128, 4 blocks, 4 heads, 64 px, patch 8 (8×8 grid), 1,200 steps of 10 crops: ~2 min on 2 CPU cores.
+# Rebuilds the bundled demo model, static/nepa-demo.safetensors, and its record, static/nepa-demo.md:
+# NEPA pretrained on random resized crops (scale 0.08–1, and flips) of every shippable colour photo
+# that scripts/fetch-data.sh fetches: scikit-image's photos (all but motorcycle_left, research data
+# that must not ship) and libjxl-testdata's 17 photos. No labels, no other data.
+# Model and length: see MODEL and TRAIN below; docs/results/demo-model.md has what it took and what
+# its features carry. Runs on the CPU (Flex); NEPA_DEVICE=auto takes a GPU when there is one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-data.sh --only photos
+scripts/fetch-data.sh --only photos-jxl
 NEPA=${NEPA:-target/release/nepa}
 [ -x "$NEPA" ] || cargo build --release -p nepa-cli
-PHOTOS=$(mktemp -d)
-for f in astronaut.png chelsea.png coffee.png rocket.jpg hubble_deep_field.jpg camera.png retina.jpg brick.png grass.png gravel.png; do
-  cp "data/photos/$f" "$PHOTOS/"
+
+TRAIN=$(mktemp -d)
+trap 'rm -rf "$TRAIN"' EXIT
+mkdir -p "$TRAIN/photos" "$TRAIN/photos-jxl"
+for f in data/photos/*.png data/photos/*.jpg; do
+  [ "$(basename "$f")" = motorcycle_left.png ] || cp "$f" "$TRAIN/photos/"
 done
-"$NEPA" pretrain --data "$PHOTOS" --out runs/demo --overwrite --dim 128 --depth 4 --heads 4 --image-size 64 --patch-size 8 \
-  --batch-size 10 --steps 1200 --lr 1e-3 --warmup-ratio 0.05 --crop-min-scale 0.08 --seed 0 --save-every 0 --device flex
-cp runs/demo/step-0001200.safetensors static/nepa-demo.safetensors
+cp data/photos-jxl/*.png "$TRAIN/photos-jxl/"
+
+# 96 px / patch 8: a 12×12 grid. 3,500 steps of 28 crops (one of each photo) = 98,000 crops.
+MODEL=(--dim 64 --depth 4 --heads 4 --image-size 96 --patch-size 8)
+TRAIN_ARGS=(--batch-size 28 --steps 3500 --lr 1e-3 --warmup-ratio 0.05 --crop-min-scale 0.08 --seed 0)
+OUT=runs/demo
+"$NEPA" pretrain --data "$TRAIN" --out "$OUT" --overwrite "${MODEL[@]}" "${TRAIN_ARGS[@]}" \
+  --save-every 1000 --device "${NEPA_DEVICE:-flex}"
+
+cp "$OUT/step-0003500.safetensors" static/nepa-demo.safetensors
+python3 scripts/demo-metadata.py static/nepa-demo.safetensors static/nepa-demo.md \
+  "nepa pretrain --data <photos> ${MODEL[*]} ${TRAIN_ARGS[*]} --device ${NEPA_DEVICE:-flex}" \
+  "$TRAIN" data/photos/LICENSES.txt data/photos-jxl/LICENSES.txt
+ls -l static/nepa-demo.safetensors

@@ -17,7 +17,7 @@ import { withPage } from './browser.js';
 const ROOT = join(import.meta.dirname, '../..');
 const DIST = process.env.NEPA_DIST ?? join(ROOT, 'dist');
 const SAMPLES = join(ROOT, 'static/samples/fashion-mnist');
-const DEMO = /nepa-demo\.safetensors: D 128, 4 layers/;
+const DEMO = /nepa-demo\.safetensors: D 64, 4 layers/;
 const STORED = 'nepa-finetuned.safetensors';
 
 /** Waits for the demo model, the three bundled photos and the first maps. */

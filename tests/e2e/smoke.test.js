@@ -49,7 +49,7 @@ test('bundled photo: WebGPU (?webgpu), click a patch, five views with content', 
     // The bundled pretrained demo checkpoint loads by default.
     await page.waitForFunction(() => /safetensors|untrained/.test(document.getElementById('model')?.textContent ?? ''),
       null, { timeout: 60_000 });
-    assert.match(await page.textContent('#model'), /nepa-demo\.safetensors: D 128, 4 layers/);
+    assert.match(await page.textContent('#model'), /nepa-demo\.safetensors: D 64, 4 layers/);
     assert.doesNotMatch(await page.textContent('#model'), /untrained/);
     // The three bundled photos arrive and the first one is analysed.
     await page.waitForFunction(() => document.querySelectorAll('#gallery .thumb').length === 3, null, { timeout: 60_000 });
@@ -60,6 +60,7 @@ test('bundled photo: WebGPU (?webgpu), click a patch, five views with content', 
     // The first view shows a prediction: the rule's query (docs/nepa.md §6.6), not the corner,
     // and a caption under every map.
     const [rows, cols] = (await page.getAttribute('#views', 'data-grid')).split('x').map(Number);
+    assert.ok(rows >= 12 && cols >= 12, `the demo model's grid is ${rows}×${cols}`);
     assert.match(await page.getAttribute('#views', 'data-key'), /\/first$/);
     const [qr, qc] = (await page.getAttribute('#views', 'data-query')).split(',').map(Number);
     assert.ok(qr > 0 && qc > 0 && qr < rows - 1 && qc < cols - 1, `first query (${qr}, ${qc})`);

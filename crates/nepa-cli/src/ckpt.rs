@@ -203,10 +203,30 @@ pub fn save(
 pub struct Loaded {
     pub sidecar: Option<Sidecar>,
     pub model: Vec<u8>,
-    pub optimizer: Option<Vec<u8>>,
+    /// The optimizer state the sidecar names, read only by [`Loaded::read_optimizer`]: a
+    /// checkpoint copied without it (the weights alone) still serves inference and `--init`.
+    pub optimizer_path: Option<PathBuf>,
     pub path: PathBuf,
     /// What a Hugging Face model folder's `config.json` and `preprocessor_config.json` say.
     pub hub: Option<HubFolder>,
+}
+
+impl Loaded {
+    /// The optimizer state, for resuming: `None` when the checkpoint has none (a bare
+    /// safetensors file), an error naming the file when the sidecar names one that is gone.
+    pub fn read_optimizer(&self) -> Result<Option<Vec<u8>>> {
+        let Some(path) = &self.optimizer_path else {
+            return Ok(None);
+        };
+        read_capped(path, MAX_CHECKPOINT_BYTES)
+            .map(Some)
+            .with_context(|| {
+                format!(
+                    "reading the optimizer state of {}, which resuming needs beside the weights",
+                    self.path.display()
+                )
+            })
+    }
 }
 
 /// The files beside `model.safetensors` in a Hugging Face model folder.
@@ -267,17 +287,14 @@ pub fn open(path: &Path) -> Result<Loaded> {
             }
         }
     };
-    let optimizer = match sidecar.as_ref().and_then(|s| s.optimizer_file.as_ref()) {
-        Some(f) => Some(
-            read_capped(&dir.join(f), MAX_CHECKPOINT_BYTES)
-                .with_context(|| format!("reading the optimizer state of {}", path.display()))?,
-        ),
-        None => None,
-    };
+    let optimizer_path = sidecar
+        .as_ref()
+        .and_then(|s| s.optimizer_file.as_ref())
+        .map(|f| dir.join(f));
     Ok(Loaded {
         sidecar,
         model,
-        optimizer,
+        optimizer_path,
         path: model_path,
         hub: None,
     })
@@ -316,7 +333,7 @@ fn open_hf_folder(dir: &Path) -> Result<Loaded> {
     Ok(Loaded {
         sidecar: None,
         model,
-        optimizer: None,
+        optimizer_path: None,
         path: model_path,
         hub: Some(HubFolder {
             config,

@@ -244,8 +244,8 @@ fn resume(path: &Path, length: &PretrainSettings, device: &Device) -> Result<Sta
         LoadOptions::default(),
     )
     .with_context(|| format!("loading {}", loaded.path.display()))?;
-    let optim = match &loaded.optimizer {
-        Some(bytes) => AdamW::load_state(settings.adamw(), bytes, device)
+    let optim = match loaded.read_optimizer()? {
+        Some(bytes) => AdamW::load_state(settings.adamw(), &bytes, device)
             .with_context(|| format!("the optimizer state of {}", loaded.path.display()))?,
         None => AdamW::new(settings.adamw()),
     };

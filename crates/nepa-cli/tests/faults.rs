@@ -1,5 +1,6 @@
 //! Faults and hostile input on the `nepa` binary: a diverging run, signals, a reused output
-//! folder, damaged sidecars and arguments no run can use. Each checks the message and that
+//! folder, damaged sidecars, weights copied without their optimizer state and arguments no
+//! run can use. Each checks the message and that
 //! nothing already written was lost.
 
 use std::path::Path;
@@ -211,6 +212,46 @@ fn damaged_sidecars_are_clear_errors() {
     });
     let stderr = run_err(&mut resume(&weights));
     assert!(stderr.contains("intermediate_size"), "{stderr}");
+}
+
+/// The weights copied alone (as the bundled demo model is): they load for inference, and
+/// resuming from them names the optimizer state that is missing instead of reading nothing.
+#[test]
+fn weights_copied_without_their_optimizer_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = image_folder(tmp.path(), 16, &[]);
+    let run = tmp.path().join("run");
+    run_ok(&mut pretrain(&data, &run, 2, &[]));
+    let alone = tmp.path().join("elsewhere").join("copied.safetensors");
+    std::fs::create_dir_all(alone.parent().unwrap()).unwrap();
+    std::fs::copy(run.join("step-0000002.safetensors"), &alone).unwrap();
+
+    let probe = run_ok(
+        nepa()
+            .args(["probe", "--data"])
+            .arg(&data)
+            .arg("--checkpoint")
+            .arg(format!("copied={}", alone.display()))
+            .args(["--random-seeds", "0", "--device", "flex"]),
+    );
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    assert!(probe.contains("| copied |"), "{probe}");
+
+    let mut resume = nepa();
+    resume
+        .args(["pretrain", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("resumed"))
+        .arg("--resume")
+        .arg(&alone)
+        .args(["--steps", "4", "--device", "flex"]);
+    let stderr = run_err(&mut resume);
+    assert!(
+        stderr.contains("reading the optimizer state of")
+            && stderr.contains("step-0000002.optim.safetensors"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,8 +1,13 @@
-//! The page's first view (docs/nepa.md §6.6) on what a visitor sees first: the bundled demo
-//! model (static/nepa-demo.safetensors) on the three bundled photos (static/photos). The rule's
-//! query must be inside each photo's subject, off the border, the same on a second run, and
-//! where it was (or next to it) when every pixel of the photo is one level brighter, and not the
-//! same patch on all three photos.
+//! What a visitor sees first: the bundled demo model (static/nepa-demo.safetensors) and the
+//! page's first view (docs/nepa.md §6.6) on the three bundled photos (static/photos).
+//!
+//! The model: a 12×12 grid or finer, at most 8 MB, and the record of how it was made
+//! (scripts/make-demo-checkpoint.sh) in its metadata and in static/nepa-demo.md, with no image
+//! that may not ship among its training data.
+//!
+//! The first view: the rule's query must be inside each photo's subject, off the border, the
+//! same on a second run, and where it was (or next to it) when every pixel of the photo is one
+//! level brighter, and not the same patch on all three photos.
 
 use burn::tensor::Device;
 use futures_lite::future::block_on;
@@ -25,6 +30,48 @@ const SUBJECTS: [(&str, &[[f64; 4]]); 3] = [
     ("chelsea.jpg", &[[0.05, 0.95, 0.05, 1.0]]),
     ("coffee.jpg", &[[0.18, 0.78, 0.03, 0.72]]),
 ];
+
+#[test]
+fn the_demo_model_has_a_fine_grid_fits_8_mb_and_records_how_it_was_made() {
+    let bytes = std::fs::read(format!("{ROOT}/static/nepa-demo.safetensors")).unwrap();
+    assert!(bytes.len() <= 8_000_000, "{} bytes", bytes.len());
+    let (rows, cols) = infer_config(&bytes).unwrap().grid();
+    assert!(rows >= 12 && cols >= 12, "grid {rows}×{cols}");
+
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let record = |key: &str| {
+        metadata
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in the checkpoint's metadata"))
+            .clone()
+    };
+    let (command, data, licences) = (
+        record("nepa_demo_command"),
+        record("nepa_demo_data"),
+        record("nepa_demo_licences"),
+    );
+    assert!(command.starts_with("nepa pretrain "), "{command}");
+    // One `SHA-256  path` line per training image; every one shippable and under a licence listed.
+    let images: Vec<&str> = data.lines().collect();
+    assert!(images.len() >= 20, "{} training images", images.len());
+    for line in &images {
+        let (sha, path) = line.split_once("  ").unwrap();
+        assert_eq!(sha.len(), 64, "{line}");
+        let name = path.rsplit('/').next().unwrap();
+        assert!(
+            !name.starts_with("motorcycle_left"),
+            "{path}: research data, not to ship"
+        );
+        assert!(licences.contains(name), "{path}: no licence listed");
+    }
+    // static/nepa-demo.md says the same, for readers of the repository.
+    let note = std::fs::read_to_string(format!("{ROOT}/static/nepa-demo.md")).unwrap();
+    assert!(
+        note.contains(&command) && note.contains(&data),
+        "static/nepa-demo.md is stale"
+    );
+}
 
 fn brighter(image: &RgbImage) -> RgbImage {
     let pixels = image.pixels.iter().map(|&v| v.saturating_add(1)).collect();
