@@ -161,7 +161,9 @@ test('two classes from bundled images: train, accuracy, classify, download, eval
       'vit_nepa.encoder.layer.0.attention.attention.query.weight', 'fc_norm.weight', 'classifier.weight']) {
       assert.ok(header[key], `${key} missing from the saved file`);
     }
-    assert.deepEqual(header['classifier.weight'].shape, [2, 128]);
+    // Two classes on the backbone's width (the patch projection's output channels).
+    const width = header['vit_nepa.embeddings.patch_embeddings.projection.weight'].shape[0];
+    assert.deepEqual(header['classifier.weight'].shape, [2, width]);
     assert.deepEqual(JSON.parse(header.__metadata__.nepa_classes), CLASSES, 'class names travel with the file');
     const data = join(OUT, 'finetune-eval-data');
     await copyClasses(data);
