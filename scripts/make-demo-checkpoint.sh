@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Rebuilds the bundled demo model, static/nepa-demo.safetensors, and its record, static/nepa-demo.md:
-# NEPA pretrained on random resized crops (scale 0.08–1, and flips) of every shippable colour photo
+# NEPA pretrained on random resized crops (scale 0.08–1, and flips) of every shippable photo
 # that scripts/fetch-data.sh fetches: scikit-image's photos (all but motorcycle_left, research data
 # that must not ship) and libjxl-testdata's 17 photos. No labels, no other data.
-# Model and length: see MODEL and TRAIN below; docs/results/demo-model.md has what it took and what
+# Model and length: MODEL and TRAIN_ARGS below; docs/results/demo-model.md has what it took and what
 # its features carry. Runs on the CPU (Flex); NEPA_DEVICE=auto takes a GPU when there is one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
