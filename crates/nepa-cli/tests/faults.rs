@@ -148,6 +148,19 @@ fn edit_sidecar(weights: &Path, edit: impl Fn(&mut serde_json::Value)) {
     std::fs::write(weights, bytes).unwrap();
 }
 
+/// `nepa pretrain --resume FROM` on `data` into `out`, on Flex.
+fn resume_run(data: &Path, out: &Path, from: &Path) -> Command {
+    let mut cmd = nepa();
+    cmd.args(["pretrain", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .arg("--resume")
+        .arg(from)
+        .args(["--device", "flex"]);
+    cmd
+}
+
 #[test]
 fn damaged_sidecars_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
@@ -155,17 +168,7 @@ fn damaged_sidecars_are_clear_errors() {
     let run = tmp.path().join("run");
     run_ok(&mut pretrain(&data, &run, 2, &[]));
     let weights = run.join("step-0000002.safetensors");
-    let resume = |from: &Path| {
-        let mut cmd = nepa();
-        cmd.args(["pretrain", "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(tmp.path().join("resumed"))
-            .arg("--resume")
-            .arg(from)
-            .args(["--device", "flex"]);
-        cmd
-    };
+    let resume = |from: &Path| resume_run(&data, &tmp.path().join("resumed"), from);
 
     // A sidecar naming a file outside its folder (a device that never ends, here).
     let mut sidecar = latest(&run);
@@ -237,16 +240,8 @@ fn weights_copied_without_their_optimizer_state() {
     let probe = String::from_utf8_lossy(&probe.stdout);
     assert!(probe.contains("| copied |"), "{probe}");
 
-    let mut resume = nepa();
-    resume
-        .args(["pretrain", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(tmp.path().join("resumed"))
-        .arg("--resume")
-        .arg(&alone)
-        .args(["--steps", "4", "--device", "flex"]);
-    let stderr = run_err(&mut resume);
+    let mut resume = resume_run(&data, &tmp.path().join("resumed"), &alone);
+    let stderr = run_err(resume.args(["--steps", "4"]));
     assert!(
         stderr.contains("reading the optimizer state of")
             && stderr.contains("step-0000002.optim.safetensors"),
